@@ -1,0 +1,191 @@
+"""The errors embedzk raises.
+
+Every error derives from :class:`EmbedZKError`. The names are kazoo's, so code written against kazoo catches the
+same names here. Errors that the replicated tree produces while applying a transaction carry a stable integer
+``code`` (ZooKeeper's own ``KeeperException.Code`` values), so that a result can travel between peers and every
+replica computes the very same outcome.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EmbedZKError(Exception):
+    """Base class of every error embedzk raises."""
+
+    #: ZooKeeper's error code for this error (``KeeperException.Code``); 0 is not an error.
+    code: ClassVar[int] = -1
+
+
+class ZnodeError(EmbedZKError):
+    """An error the replicated tree returns for an operation; deterministic on every replica."""
+
+
+class SystemZookeeperError(EmbedZKError):
+    """An error of the system rather than of the operation."""
+
+    code = -1
+
+
+class RuntimeInconsistencyError(ZnodeError):
+    """In a failed multi: an operation after the one that failed, never attempted."""
+
+    code = -2
+
+
+class DataInconsistencyError(SystemZookeeperError):
+    """Replicas disagree, or stored data contradicts itself."""
+
+    code = -3
+
+
+class ConnectionLossError(SystemZookeeperError):
+    """The request may or may not have taken effect: its outcome is unknown."""
+
+    code = -4
+
+
+class MarshallingError(SystemZookeeperError):
+    """A message or record could not be encoded or decoded."""
+
+    code = -5
+
+
+class UnimplementedError(SystemZookeeperError):
+    """The operation is not implemented."""
+
+    code = -6
+
+
+class OperationTimeoutError(SystemZookeeperError):
+    """The operation did not complete within its timeout; its outcome is unknown."""
+
+    code = -7
+
+
+class BadArgumentsError(ZnodeError):
+    """An argument is invalid: a malformed path, an oversized value, a bad flag combination."""
+
+    code = -8
+
+
+class NoNodeError(ZnodeError):
+    """The node (or, for create, its parent) does not exist."""
+
+    code = -101
+
+
+class NoAuthError(ZnodeError):
+    """Not authorised."""
+
+    code = -102
+
+
+class BadVersionError(ZnodeError):
+    """The expected version does not match the node's version."""
+
+    code = -103
+
+
+class NoChildrenForEphemeralsError(ZnodeError):
+    """Ephemeral nodes may not have children."""
+
+    code = -108
+
+
+class NodeExistsError(ZnodeError):
+    """The node already exists."""
+
+    code = -110
+
+
+class NotEmptyError(ZnodeError):
+    """The node has children."""
+
+    code = -111
+
+
+class SessionExpiredError(EmbedZKError):
+    """The session has expired (or was closed): its ephemeral nodes are gone."""
+
+    code = -112
+
+
+class InvalidACLError(ZnodeError):
+    """The ACL is invalid."""
+
+    code = -114
+
+
+class SessionMovedError(EmbedZKError):
+    """The session moved to another peer."""
+
+    code = -118
+
+
+class NotReadOnlyCallError(EmbedZKError):
+    """A write was attempted where only reads are served."""
+
+    code = -119
+
+
+class RolledBackError(ZnodeError):
+    """In a failed multi: an operation before the one that failed, undone with the rest (kazoo's name)."""
+
+    code = 0
+
+
+class NotLeaderError(EmbedZKError):
+    """This peer is not the leader and the request cannot be forwarded (no leader is known)."""
+
+    code = -4
+
+
+class PeerStoppedError(EmbedZKError):
+    """The peer is not running: it was never started, or it was stopped."""
+
+    code = -4
+
+
+class ConfigurationError(EmbedZKError):
+    """The peer's configuration is wrong (ids, addresses, data directory); the message says what."""
+
+
+class StorageError(EmbedZKError):
+    """The data directory cannot be used: locked, corrupt, of another cluster or peer, or of a newer format."""
+
+
+class DecodeError(MarshallingError):
+    """Bytes received from the network or read from storage are not a valid embedzk message or record."""
+
+
+_BY_CODE: dict[int, type[EmbedZKError]] = {
+    cls.code: cls
+    for cls in (
+        RuntimeInconsistencyError,
+        DataInconsistencyError,
+        ConnectionLossError,
+        MarshallingError,
+        UnimplementedError,
+        OperationTimeoutError,
+        BadArgumentsError,
+        NoNodeError,
+        NoAuthError,
+        BadVersionError,
+        NoChildrenForEphemeralsError,
+        NodeExistsError,
+        NotEmptyError,
+        SessionExpiredError,
+        InvalidACLError,
+        SessionMovedError,
+        NotReadOnlyCallError,
+        RolledBackError,
+    )
+}
+
+
+def error_for_code(code: int, message: str = "") -> EmbedZKError:
+    """Return an instance of the error class that ZooKeeper's ``code`` stands for."""
+    cls = _BY_CODE.get(code, SystemZookeeperError)
+    return cls(message)

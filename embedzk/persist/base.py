@@ -1,0 +1,94 @@
+"""The Storage interface: what the consensus core reads and what the driver writes.
+
+The read side is etcd-io/raft's ``Storage``: the consensus core asks it for entries and terms it has handed to the
+driver earlier. The write side is the driver's: after :meth:`RawNode.ready` it appends entries and hard state
+(durably, in one atomic batch: group commit), installs snapshots received from the leader, stores local snapshots
+and compacts the log behind them.
+
+Layout of the log: entries ``first_index() .. last_index()`` are held. Everything up to ``first_index() - 1`` (the
+compaction point) is covered by the snapshot; ``term(first_index() - 1)`` is still answered. A fresh storage is
+bootstrapped with a snapshot at index 0 whose ConfState holds the initial members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
+from embedzk.errors import EmbedZKError
+
+
+class CompactedError(EmbedZKError):
+    """The entry asked for was compacted away: the asker needs a snapshot instead."""
+
+
+class UnavailableError(EmbedZKError):
+    """The entry asked for is beyond the last one held."""
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Durable (or, for tests, memory-backed) state of one replica."""
+
+    # --- read side: the consensus core -------------------------------------------------------------------------
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        """The hard state last saved, and the membership of the latest snapshot."""
+        ...
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        """Entries ``lo`` up to (not including) ``hi``; at most ``max_bytes`` of data, but never fewer than one.
+
+        Raises CompactedError if ``lo < first_index()``, UnavailableError if ``hi > last_index() + 1``.
+        """
+        ...
+
+    def term(self, index: int) -> int:
+        """The term of entry ``index``; ``first_index() - 1`` is answered from the compaction point.
+
+        Raises CompactedError below that, UnavailableError above ``last_index()``.
+        """
+        ...
+
+    def first_index(self) -> int:
+        """The index of the first entry held (one past the compaction point)."""
+        ...
+
+    def last_index(self) -> int:
+        """The index of the last entry held (the compaction point if none is held)."""
+        ...
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        """What the latest snapshot stands for (index 0 and the initial membership if none was taken)."""
+        ...
+
+    def snapshot_chunks(self) -> Sequence[bytes]:
+        """The latest snapshot's data, in the chunks it was stored in (empty for the bootstrap snapshot)."""
+        ...
+
+    # --- write side: the driver ----------------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
+        """Durably and atomically: drop held entries at and after ``entries[0].index``, append ``entries``, save
+        ``hard_state`` (if given). Entries must be contiguous and start at most at ``last_index() + 1``. When this
+        returns, all of it survives a crash (one sync for the whole call: group commit)."""
+        ...
+
+    def install_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes]) -> None:
+        """Durably replace the state with a snapshot received from the leader. Entries after ``meta.index`` whose
+        term agrees are kept; everything else is dropped."""
+        ...
+
+    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes]) -> None:
+        """Durably store a snapshot of this replica's own applied state (the previous one goes). The log is not
+        touched: call :meth:`compact` afterwards."""
+        ...
+
+    def compact(self, index: int) -> None:
+        """Drop entries up to and including ``index`` (which must be at most the snapshot's index)."""
+        ...
+
+    def close(self) -> None:
+        """Release files and locks. Idempotent."""
+        ...

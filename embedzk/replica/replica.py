@@ -1,0 +1,671 @@
+"""The replica: what a peer is above consensus, without any I/O.
+
+A :class:`Replica` owns a consensus node (:class:`~embedzk.consensus.RawNode`), the tree it replicates
+(:class:`~embedzk.tree.DataTree`) and the requests its application has in flight. It turns a request into a
+proposal (on the leader) or a :class:`Forward` to the leader, answers it once its entry is applied here (so a peer
+always reads its own writes), resolves ``sync()`` through read-index, keeps its own session open, and, while it
+leads, expires sessions and reaps containers and TTL nodes.
+
+The driver (the peer's loop thread, or the simulator) owns every clock, socket and disk. Its contract:
+
+1. Feed inputs: :meth:`tick` at a fixed interval with the monotonic and wall-clock time; :meth:`receive` for every
+   message that arrives; :meth:`submit`, :meth:`sync` for the application's requests.
+2. While :meth:`has_ready`: ``rd = replica.ready()``; persist ``rd.raft`` as the consensus contract says (the
+   snapshot with ``storage.install_snapshot``, then ``storage.append(rd.raft.entries, rd.raft.hard_state)``);
+   then ``out = replica.advance(rd)``, send ``out.messages``, store ``out.snapshot`` if any
+   (``storage.save_snapshot`` then ``storage.compact(out.compact_to)``), hand ``out.completions`` to whoever
+   waits and ``out.applied`` to the watch dispatcher.
+
+Nothing is sent before what it depends on is on disk, because the driver sends only what :meth:`advance` returns,
+and calls it only after persisting.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedzk.codec import decode, encode
+from embedzk.consensus import Config as RaftConfig
+from embedzk.consensus import Message, ProposalDroppedError, RawNode, Ready, StateRole
+from embedzk.consensus.types import ConfChange, ConfState, Entry, EntryType, SnapshotMeta
+from embedzk.errors import (
+    BadArgumentsError,
+    ConnectionLossError,
+    DecodeError,
+    EmbedZKError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
+from embedzk.model import KeeperState
+from embedzk.persist.base import Storage
+from embedzk.replica.messages import Command, Forward, ForwardRejected, SessionPing, SnapshotHeader
+from embedzk.replica.sessions import SessionTracker
+from embedzk.tree import ApplyResult, DataTree, TreeEvent
+from embedzk.tree.txn import CloseSessionOp, CreateOp, CreateSessionOp, DeleteContainerOp, MultiOp, Op, Txn
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = 1
+#: The highest session id ZooKeeper's encoding leaves free of the container/TTL markers (EphemeralType).
+MAX_SESSION_ID = 2**56
+
+
+@dataclass(slots=True)
+class ReplicaConfig:
+    """How a replica behaves. Times are seconds; ``tick_interval`` is how often the driver calls :meth:`Replica.tick`."""
+
+    id: str
+    tick_interval: float = 0.05
+    election_tick: int = 10
+    heartbeat_tick: int = 1
+    session_timeout: float = 10.0
+    #: Take a snapshot (and compact the log behind it) once this many entries were applied since the last one.
+    snapshot_entries: int = 10_000
+    #: Entries kept behind a snapshot, so that a follower slightly behind catches up from the log.
+    keep_entries: int = 1_000
+    max_data_bytes: int = 1 << 20
+    max_size_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 256
+    pre_vote: bool = True
+    check_quorum: bool = True
+    #: How often the leader looks for containers and TTL nodes to reap.
+    reap_interval: float = 1.0
+    #: Where every member listens (kept in snapshots so a restarted member knows them).
+    addresses: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise BadArgumentsError if the settings contradict each other."""
+        election = self.tick_interval * self.election_tick
+        if self.tick_interval <= 0 or self.election_tick <= self.heartbeat_tick or self.heartbeat_tick < 1:
+            raise BadArgumentsError("tick_interval must be > 0 and election_tick > heartbeat_tick >= 1")
+        if self.session_timeout < 2 * election:
+            raise BadArgumentsError(
+                f"session_timeout {self.session_timeout}s must be at least twice the election timeout "
+                f"({election:.3f}s), or sessions expire during an ordinary election"
+            )
+        if self.snapshot_entries < 1 or self.keep_entries < 0:
+            raise BadArgumentsError("snapshot_entries must be >= 1 and keep_entries >= 0")
+
+
+@dataclass(slots=True)
+class Completion:
+    """A request's outcome: ``error`` is None on success, ``value`` is what the call returns."""
+
+    request_id: int
+    value: Any = None
+    error: EmbedZKError | None = None
+
+
+@dataclass(slots=True)
+class ReplicaReady:
+    """What the driver must persist before calling :meth:`Replica.advance` (``raft`` is None if nothing)."""
+
+    raft: Ready | None
+
+
+@dataclass(slots=True)
+class ReplicaOutput:
+    """What :meth:`Replica.advance` hands back to the driver."""
+
+    #: (recipient id, message) pairs to send.
+    messages: list[tuple[str, Any]] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    #: (zxid, events) of every applied change, in order: for the watch registry.
+    applied: list[tuple[int, tuple[TreeEvent, ...]]] = field(default_factory=list)
+    #: The tree was replaced by a snapshot from the leader: watchers cannot be told change by change.
+    tree_replaced: bool = False
+    #: A snapshot of the applied state to store, and the index to compact the log to afterwards.
+    snapshot: tuple[SnapshotMeta, list[bytes]] | None = None
+    compact_to: int = 0
+    state: KeeperState | None = None
+    leader_changed: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    request_id: int
+    op: Op | None  # None for a sync
+    session_id: int
+    deadline: float
+    #: The term in which the request was proposed or forwarded; None while it waits to be sent.
+    sent_term: int | None = None
+    #: For a sync: the read index granted, once known.
+    read_index: int | None = None
+    #: For a sync: the tick at which read-index was last asked (asked again if no answer comes).
+    asked_at: int = -1
+
+
+class Replica:
+    """One member of the cluster, above consensus: requests, sessions, reads, snapshots. No I/O."""
+
+    def __init__(self, config: ReplicaConfig, storage: Storage, rng: random.Random) -> None:
+        config.validate()
+        self.config = config
+        self.id = config.id
+        self._storage = storage
+        self._rng = rng
+        self.addresses: dict[str, str] = dict(config.addresses)
+        self._last_time_ms = 0
+        meta = storage.snapshot_meta()
+        self.tree = self._restore(meta, storage.snapshot_chunks()) if meta.index > 0 else DataTree(
+            max_data_bytes=config.max_data_bytes
+        )
+        self._snapshot_index = meta.index
+        self._node = RawNode(
+            RaftConfig(
+                id=config.id,
+                election_tick=config.election_tick,
+                heartbeat_tick=config.heartbeat_tick,
+                max_size_per_msg=config.max_size_per_msg,
+                max_inflight_msgs=config.max_inflight_msgs,
+                pre_vote=config.pre_vote,
+                check_quorum=config.check_quorum,
+                applied=meta.index,
+                rng=rng,
+            ),
+            storage,
+        )
+        self.applied = meta.index
+        self._now = 0.0
+        self._wall_ms = 0
+        self._ticks = 0
+        self._term = self._node.term
+        self._lead = self._node.lead
+        self._pending: dict[int, _Pending] = {}
+        self._completed: list[Completion] = []
+        self._outbox: list[tuple[str, Any]] = []
+        self._tracker = SessionTracker()
+        # Forwards proposed in the current term, per origin: the network may deliver a forward twice.
+        self._proposed_forwards: dict[str, set[int]] = {}
+        self._reaping: dict[str, float] = {}
+        self._last_reap = 0.0
+        self._last_ping_tick = 0
+        # Our own session: opened as soon as a leader is known, opened again if it expires.
+        self.session_id: int | None = None
+        self._session_request: int | None = None
+        self._session_lost = False
+        self._internal_ids = 0
+        self._state: KeeperState = KeeperState.SUSPENDED
+        self.decode_failures = 0
+
+    # ----------------------------------------------------------------------------------------------------------
+    # properties
+
+    @property
+    def lead(self) -> str | None:
+        """The leader this replica knows of, or None."""
+        return self._node.lead
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this replica leads."""
+        return self._node.role is StateRole.LEADER
+
+    @property
+    def term(self) -> int:
+        """The current term."""
+        return self._node.term
+
+    @property
+    def state(self) -> KeeperState:
+        """CONNECTED, SUSPENDED or LOST, as kazoo's states."""
+        return self._state
+
+    @property
+    def node(self) -> RawNode:
+        """The consensus node (for status and tests)."""
+        return self._node
+
+    def stats(self) -> dict[str, Any]:
+        """What ZooKeeper's ``mntr`` reports, as far as the replica knows it."""
+        status = self._node.status()
+        return {
+            "id": self.id,
+            "role": self._node.role.name.lower(),
+            "term": self._node.term,
+            "leader": self._node.lead,
+            "commit_index": status.commit,
+            "applied_index": self.applied,
+            "snapshot_index": self._snapshot_index,
+            "znode_count": self.tree.node_count(),
+            "sessions": len(self.tree.sessions()),
+            "session_id": self.session_id,
+            "outstanding_requests": len(self._pending),
+            "digest": self.tree.digest,
+            "state": self._state.value,
+        }
+
+    # ----------------------------------------------------------------------------------------------------------
+    # inputs
+
+    def tick(self, now: float, wall_ms: int) -> None:
+        """Advance time: ``now`` is monotonic seconds, ``wall_ms`` the wall clock (only for ctime/mtime)."""
+        self._now = now
+        self._wall_ms = wall_ms
+        self._ticks += 1
+        self._node.tick()
+        self._expire_requests()
+        self._ensure_session()
+        self._retry_pending()
+        self._ping_leader()
+        if self.is_leader:
+            self._expire_sessions()
+            self._reap()
+
+    def receive(self, frm: str, msg: Any) -> None:
+        """A message from replica ``frm`` (as the transport vouches). Anything unexpected is dropped with a log
+        line, never raised."""
+        if isinstance(msg, Message):
+            if msg.to != self.id or msg.frm != frm:
+                log.warning("%s: dropping a message from %s claiming to be from %s to %s", self.id, frm, msg.frm, msg.to)
+                return
+            self._node.step(msg)
+        elif isinstance(msg, Forward):
+            self._on_forward(frm, msg)
+        elif isinstance(msg, ForwardRejected):
+            self._on_forward_rejected(msg)
+        elif isinstance(msg, SessionPing):
+            if self.is_leader:
+                for session_id in msg.session_ids:
+                    self._tracker.touch(session_id, self._now)
+        else:
+            log.warning("%s: dropping a message of unexpected type %s", self.id, type(msg).__name__)
+
+    def submit(self, request_id: int, op: Op, timeout: float, session_id: int | None = None) -> Completion | None:
+        """Ask for ``op``; its :class:`Completion` comes out of :meth:`advance` once applied here.
+
+        Returns a completion at once if the request is invalid (BadArgumentsError) or needs a session this replica
+        does not have. ``request_id`` must be positive and unique among this replica's requests.
+        """
+        if request_id <= 0 or request_id in self._pending:
+            raise ValueError(f"request id {request_id} must be positive and not in use")
+        try:
+            self.tree.check_op(op)
+        except EmbedZKError as exc:
+            return Completion(request_id, error=exc)
+        if session_id is None:
+            session_id = self.session_id or 0
+        if _needs_session(op) and not session_id:
+            return Completion(request_id, error=SessionExpiredError("this peer has no open session"))
+        pending = _Pending(request_id, op, session_id, self._now + timeout)
+        self._pending[request_id] = pending
+        self._send_request(pending)
+        return None
+
+    def sync(self, request_id: int, timeout: float) -> None:
+        """Ask for a linearizable read barrier: completes once every write committed before now is applied here."""
+        if request_id <= 0 or request_id in self._pending:
+            raise ValueError(f"request id {request_id} must be positive and not in use")
+        pending = _Pending(request_id, None, 0, self._now + timeout)
+        self._pending[request_id] = pending
+        self._ask_read_index(pending)
+
+    def campaign(self) -> None:
+        """Start an election now (tests, leadership hand-over)."""
+        self._node.campaign()
+
+    def transfer_leadership(self, to: str) -> None:
+        """Hand leadership to ``to`` (only on the leader)."""
+        self._node.transfer_leadership(to)
+
+    def propose_conf_change(self, change: ConfChange) -> None:
+        """Propose a membership change (one at a time); ProposalDroppedError if it cannot be proposed now."""
+        self._node.propose_conf_change(change)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # ready / advance
+
+    def has_ready(self) -> bool:
+        """True if :meth:`ready` has something for the driver."""
+        return bool(self._outbox) or self._node.has_ready()
+
+    def ready(self) -> ReplicaReady:
+        """What to persist now; call :meth:`advance` once it is on disk."""
+        return ReplicaReady(self._node.ready() if self._node.has_ready() else None)
+
+    def advance(self, rd: ReplicaReady) -> ReplicaOutput:
+        """Everything persisted: apply what was committed, answer requests, and return what to send."""
+        out = ReplicaOutput()
+        raft = rd.raft
+        if raft is not None:
+            if raft.snapshot is not None:
+                self._install_snapshot(raft.snapshot[0], raft.snapshot[1], out)
+            for entry in raft.committed_entries:
+                self._apply_entry(entry, out)
+            self._node.advance(raft)
+            out.messages.extend((m.to, m) for m in raft.messages)
+            for read_state in raft.read_states:
+                self._on_read_state(read_state.index, read_state.request_ctx)
+            if raft.soft_state is not None:
+                self._on_soft_state(out)
+        self._check_term()
+        self._complete_reads(out)
+        self._maybe_snapshot(out)
+        self._update_state(out)
+        if self._outbox:
+            out.messages.extend(self._outbox)
+            self._outbox = []
+        out.completions.extend(self._drain_completions())
+        return out
+
+    # ----------------------------------------------------------------------------------------------------------
+    # requests
+
+    def _send_request(self, pending: _Pending) -> None:
+        assert pending.op is not None
+        if self.is_leader:
+            try:
+                self._propose(Command(self.id, pending.request_id, self._txn(pending.session_id, pending.op)))
+            except ProposalDroppedError:
+                return  # asked again on the next tick
+            pending.sent_term = self._node.term
+        elif self._node.lead is not None:
+            self._outbox.append(
+                _addressed(self._node.lead, Forward(self._node.term, pending.request_id, pending.session_id, pending.op))
+            )
+            pending.sent_term = self._node.term
+
+    def _txn(self, session_id: int, op: Op) -> Txn:
+        # The leader decides the time; it never goes back within the log, so mtime and TTL expiry are monotonic.
+        self._last_time_ms = max(self._last_time_ms, self._wall_ms)
+        return Txn(session_id, self._last_time_ms, op)
+
+    def _propose(self, command: Command) -> None:
+        self._node.propose(encode(command))
+
+    def _on_forward(self, origin: str, fwd: Forward) -> None:
+        if not self.is_leader or fwd.term != self._node.term:
+            self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, "not leader in that term")))
+            return
+        seen = self._proposed_forwards.setdefault(origin, set())
+        if fwd.request_id in seen:
+            return  # a copy of one already proposed in this term
+        self._tracker.touch(fwd.session_id, self._now)
+        try:
+            self._propose(Command(origin, fwd.request_id, self._txn(fwd.session_id, fwd.op)))
+        except ProposalDroppedError as exc:
+            self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, str(exc))))
+            return
+        seen.add(fwd.request_id)
+
+    def _on_forward_rejected(self, rej: ForwardRejected) -> None:
+        pending = self._pending.get(rej.request_id)
+        if pending is None or pending.op is None:
+            return
+        if rej.term != pending.sent_term:
+            return  # an answer to an older copy of the request
+        pending.sent_term = None  # never proposed: safe to send again
+
+    def _retry_pending(self) -> None:
+        for pending in list(self._pending.values()):
+            if pending.op is None:
+                if pending.read_index is None and self._ticks - pending.asked_at >= self.config.election_tick:
+                    self._ask_read_index(pending)
+            elif pending.sent_term is None:
+                self._send_request(pending)
+
+    def _expire_requests(self) -> None:
+        for pending in list(self._pending.values()):
+            if self._now >= pending.deadline:
+                del self._pending[pending.request_id]
+                self._completed.append(
+                    Completion(pending.request_id, error=OperationTimeoutError("no answer within the timeout"))
+                )
+
+    def _check_term(self) -> None:
+        term = self._node.term
+        if term == self._term:
+            return
+        self._term = term
+        self._proposed_forwards.clear()
+        # A request proposed or forwarded in an older term may or may not commit: its outcome is unknown.
+        for pending in list(self._pending.values()):
+            if pending.op is not None and pending.sent_term is not None and pending.sent_term < term:
+                del self._pending[pending.request_id]
+                self._completed.append(
+                    Completion(pending.request_id, error=ConnectionLossError("leadership changed; outcome unknown"))
+                )
+
+    # read-index ------------------------------------------------------------------------------------------------
+
+    def _ask_read_index(self, pending: _Pending) -> None:
+        pending.asked_at = self._ticks
+        self._node.read_index(_read_ctx(self.id, pending.request_id))
+
+    def _on_read_state(self, index: int, ctx: bytes) -> None:
+        request_id = _parse_read_ctx(self.id, ctx)
+        pending = self._pending.get(request_id) if request_id is not None else None
+        if pending is not None and pending.op is None and pending.read_index is None:
+            pending.read_index = index
+
+    def _complete_reads(self, out: ReplicaOutput) -> None:
+        for pending in list(self._pending.values()):
+            if pending.op is None and pending.read_index is not None and self.applied >= pending.read_index:
+                del self._pending[pending.request_id]
+                self._completed.append(Completion(pending.request_id))
+
+    # applying ---------------------------------------------------------------------------------------------------
+
+    def _apply_entry(self, entry: Entry, out: ReplicaOutput) -> None:
+        if entry.index <= self.applied:
+            return
+        self.applied = entry.index
+        if entry.type == EntryType.CONF_CHANGE:
+            self._apply_conf_change(entry)
+            return
+        if not entry.data:
+            return  # a new leader's empty entry
+        try:
+            command = decode(entry.data, expect=Command)
+        except DecodeError as exc:
+            # Every replica holds the same bytes, so every replica skips it alike.
+            self.decode_failures += 1
+            log.error("%s: entry %d is not a command (%s); skipped", self.id, entry.index, exc)
+            return
+        txn = command.txn
+        self._last_time_ms = max(self._last_time_ms, txn.time_ms)
+        result = self.tree.apply(txn, entry.index)
+        self._after_apply(command, result)
+        if result.events:
+            out.applied.append((entry.index, result.events))
+        if command.origin == self.id and command.request_id:
+            self._answer(command.request_id, result)
+
+    def _after_apply(self, command: Command, result: ApplyResult) -> None:
+        op = command.txn.op
+        if result.error is not None:
+            return
+        if isinstance(op, CreateSessionOp):
+            if self.is_leader:
+                self._tracker.opened(op.session_id, self._now)
+        elif isinstance(op, CloseSessionOp):
+            self._tracker.closed(op.session_id)
+            if op.session_id == self.session_id:
+                log.warning("%s: session %#x expired", self.id, op.session_id)
+                self.session_id = None
+                self._session_lost = True
+        elif isinstance(op, DeleteContainerOp):
+            self._reaping.pop(op.path, None)
+
+    def _answer(self, request_id: int, result: ApplyResult) -> None:
+        if request_id < 0:
+            self._on_internal_result(request_id, result)
+            return
+        pending = self._pending.pop(request_id, None)
+        if pending is None:
+            return  # timed out, or given up when the term changed
+        self._completed.append(Completion(request_id, result.value, result.error))
+
+    def _apply_conf_change(self, entry: Entry) -> None:
+        try:
+            change = decode(entry.data, expect=ConfChange)
+        except DecodeError as exc:
+            self.decode_failures += 1
+            log.error("%s: entry %d is not a membership change (%s); skipped", self.id, entry.index, exc)
+            return
+        self._node.apply_conf_change(change)
+        if change.context:
+            try:
+                self.addresses[change.node_id] = change.context.decode()
+            except UnicodeDecodeError:
+                log.error("%s: membership change %d has an unreadable address", self.id, entry.index)
+
+    # snapshots --------------------------------------------------------------------------------------------------
+
+    def _restore(self, meta: SnapshotMeta, chunks: Any) -> DataTree:
+        header = decode(chunks[0], expect=SnapshotHeader)
+        if header.format != SNAPSHOT_FORMAT:
+            raise DecodeError(f"snapshot format {header.format} is not supported (this build reads {SNAPSHOT_FORMAT})")
+        self.addresses.update(header.addresses)
+        self._last_time_ms = max(self._last_time_ms, header.last_time_ms)
+        return DataTree.restore(list(chunks)[1:], max_data_bytes=self.config.max_data_bytes)
+
+    def _install_snapshot(self, meta: SnapshotMeta, chunks: list[bytes], out: ReplicaOutput) -> None:
+        self.tree = self._restore(meta, chunks)
+        self.applied = meta.index
+        self._snapshot_index = meta.index
+        out.tree_replaced = True
+        if self.session_id is not None and self.session_id not in self.tree.sessions():
+            self.session_id = None
+            self._session_lost = True
+        # Whatever we proposed may be inside the snapshot or not: we cannot tell.
+        for pending in list(self._pending.values()):
+            if pending.op is not None and pending.sent_term is not None:
+                del self._pending[pending.request_id]
+                self._completed.append(
+                    Completion(pending.request_id, error=ConnectionLossError("state replaced by a snapshot"))
+                )
+
+    def _maybe_snapshot(self, out: ReplicaOutput) -> None:
+        if self.applied - self._snapshot_index < self.config.snapshot_entries:
+            return
+        header = SnapshotHeader(SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms)
+        chunks = [encode(header), *self.tree.snapshot_chunks()]
+        term = self._storage.term(self.applied)
+        meta = SnapshotMeta(self.applied, term, self._node.status().conf_state)
+        self._snapshot_index = self.applied
+        out.snapshot = (meta, chunks)
+        out.compact_to = max(0, self.applied - self.config.keep_entries)
+
+    # sessions ---------------------------------------------------------------------------------------------------
+
+    def _ensure_session(self) -> None:
+        if self.session_id is not None or self._session_request is not None or self._node.lead is None:
+            return
+        self._internal_ids -= 1
+        request_id = self._internal_ids
+        self._session_request = request_id
+        session_id = self._rng.randrange(1, MAX_SESSION_ID)
+        timeout_ms = int(self.config.session_timeout * 1000)
+        op = CreateSessionOp(session_id, timeout_ms, self.id)
+        pending = _Pending(request_id, op, 0, self._now + self.config.session_timeout)
+        self._pending[request_id] = pending
+        self._send_request(pending)
+
+    def _on_internal_result(self, request_id: int, result: ApplyResult) -> None:
+        pending = self._pending.pop(request_id, None)
+        if request_id != self._session_request:
+            return
+        self._session_request = None
+        if pending is None or result.error is not None or not isinstance(pending.op, CreateSessionOp):
+            return  # tried again on the next tick
+        self.session_id = pending.op.session_id
+        self._session_lost = False
+        # Sessions our previous incarnation left behind die now: their ephemeral nodes belong to a dead process.
+        for stale, (owner, _timeout) in self.tree.sessions().items():
+            if owner == self.id and stale != self.session_id:
+                self._housekeeping(CloseSessionOp(stale))
+
+    def _drain_completions(self) -> list[Completion]:
+        done = [c for c in self._completed if c.request_id > 0]
+        for completion in self._completed:
+            if completion.request_id < 0 and completion.request_id == self._session_request:
+                self._session_request = None  # timed out or lost: asked again on the next tick
+        self._completed = []
+        return done
+
+    def _ping_leader(self) -> None:
+        lead = self._node.lead
+        if lead is None or lead == self.id or self.session_id is None:
+            return
+        interval = max(1, int(self.config.session_timeout / 3 / self.config.tick_interval))
+        if self._ticks - self._last_ping_tick >= interval:
+            self._last_ping_tick = self._ticks
+            self._outbox.append(_addressed(lead, SessionPing((self.session_id,))))
+
+    def _expire_sessions(self) -> None:
+        if self.session_id is not None:
+            self._tracker.touch(self.session_id, self._now)
+        timeouts = {sid: timeout for sid, (_owner, timeout) in self.tree.sessions().items()}
+        for session_id in self._tracker.expired(timeouts, self._now, retry_after=self.config.session_timeout):
+            self._housekeeping(CloseSessionOp(session_id))
+
+    def _reap(self) -> None:
+        if self._now - self._last_reap < self.config.reap_interval:
+            return
+        self._last_reap = self._now
+        for path in self.tree.reap_candidates(max(self._wall_ms, self._last_time_ms)):
+            proposed = self._reaping.get(path)
+            if proposed is not None and self._now - proposed < 10 * self.config.reap_interval:
+                continue
+            self._reaping[path] = self._now
+            self._housekeeping(DeleteContainerOp(path))
+
+    def _housekeeping(self, op: Op) -> None:
+        try:
+            self._propose(Command(self.id, 0, self._txn(0, op)))
+        except ProposalDroppedError:
+            pass  # proposed again on a later tick
+
+    # leadership and state ---------------------------------------------------------------------------------------
+
+    def _on_soft_state(self, out: ReplicaOutput) -> None:
+        lead = self._node.lead
+        if lead != self._lead:
+            self._lead = lead
+            out.leader_changed = True
+        if self.is_leader:
+            self._tracker.reset(self.tree.sessions().keys(), self._now)
+            self._reaping.clear()
+        # Requests waiting for a leader can go now.
+        self._retry_pending()
+
+    def _update_state(self, out: ReplicaOutput) -> None:
+        if self._session_lost:
+            state = KeeperState.LOST
+        elif self._node.lead is None or self.session_id is None:
+            state = KeeperState.SUSPENDED
+        else:
+            state = KeeperState.CONNECTED
+        if state != self._state:
+            self._state = state
+            out.state = state
+
+
+
+def _needs_session(op: Op) -> bool:
+    if isinstance(op, CreateOp):
+        return op.ephemeral
+    if isinstance(op, MultiOp):
+        return any(isinstance(sub, CreateOp) and sub.ephemeral for sub in op.ops)
+    return False
+
+
+def _addressed(to: str, msg: Any) -> tuple[str, Any]:
+    return (to, msg)
+
+
+def _read_ctx(replica_id: str, request_id: int) -> bytes:
+    return f"{replica_id}\x00{request_id}".encode()
+
+
+def _parse_read_ctx(replica_id: str, ctx: bytes) -> int | None:
+    try:
+        owner, _, number = ctx.decode().partition("\x00")
+        return int(number) if owner == replica_id else None
+    except (UnicodeDecodeError, ValueError):
+        return None

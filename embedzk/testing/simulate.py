@@ -1,0 +1,51 @@
+"""Run seeded simulations from the command line.
+
+``python -m embedzk.testing.simulate --seed 1234`` replays one run (the command a failing test prints);
+``python -m embedzk.testing.simulate --seeds 1000 --start 0`` runs a sweep and reports every failing seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from embedzk.testing.simulator import SimConfig, Simulation, SimulationFailure
+
+
+def run_seed(seed: int) -> str | None:
+    """Run the simulation of ``seed``; return None if it passed, else the failure report."""
+    try:
+        Simulation(SimConfig.from_seed(seed)).run()
+    except SimulationFailure as exc:
+        return str(exc)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; exit status 1 if any seed failed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, help="replay this one seed, with logging")
+    parser.add_argument("--seeds", type=int, default=100, help="how many seeds to sweep")
+    parser.add_argument("--start", type=int, default=0, help="first seed of the sweep")
+    args = parser.parse_args(argv)
+    if args.seed is not None:
+        config = SimConfig.from_seed(args.seed)
+        print(f"seed {args.seed}: {config}")
+        problem = run_seed(args.seed)
+        print(problem or "ok")
+        return 1 if problem else 0
+    failed = 0
+    began = time.monotonic()
+    for seed in range(args.start, args.start + args.seeds):
+        problem = run_seed(seed)
+        if problem:
+            failed += 1
+            print(problem, flush=True)
+    elapsed = time.monotonic() - began
+    print(f"{args.seeds - failed} passed, {failed} failed in {elapsed:.1f}s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
