@@ -27,6 +27,7 @@ from embedzk.errors import (
     ZnodeError,
 )
 from embedzk.model import EventType, KeeperState, Stat, WatchedEvent
+from embedzk.peer import Peer, Transaction
 
 __version__ = "0.1.0.dev0"
 
@@ -47,12 +48,14 @@ __all__ = [
     "NotEmptyError",
     "NotLeaderError",
     "OperationTimeoutError",
+    "Peer",
     "PeerStoppedError",
     "RolledBackError",
     "RuntimeInconsistencyError",
     "SessionExpiredError",
     "Stat",
     "StorageError",
+    "Transaction",
     "WatchedEvent",
     "ZnodeError",
 ]

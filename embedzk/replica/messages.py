@@ -67,3 +67,15 @@ class SnapshotHeader:
     format: int
     addresses: dict[str, str] = field(default_factory=dict)
     last_time_ms: int = 0
+
+
+@message(69)
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A peer that is not yet a member asks to be added: as a learner (an observer) or as a voter.
+
+    Sent to every known member until the peer sees itself in the membership; only the leader acts on it.
+    """
+
+    address: str
+    learner: bool = True

@@ -31,7 +31,7 @@ from typing import Any
 from embedzk.codec import decode, encode
 from embedzk.consensus import Config as RaftConfig
 from embedzk.consensus import Message, ProposalDroppedError, RawNode, Ready, StateRole
-from embedzk.consensus.types import ConfChange, ConfState, Entry, EntryType, SnapshotMeta
+from embedzk.consensus.types import ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMeta
 from embedzk.errors import (
     BadArgumentsError,
     ConnectionLossError,
@@ -42,7 +42,7 @@ from embedzk.errors import (
 )
 from embedzk.model import KeeperState
 from embedzk.persist.base import Storage
-from embedzk.replica.messages import Command, Forward, ForwardRejected, SessionPing, SnapshotHeader
+from embedzk.replica.messages import Command, Forward, ForwardRejected, Join, SessionPing, SnapshotHeader
 from embedzk.replica.sessions import SessionTracker
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
 from embedzk.tree.txn import CloseSessionOp, CreateOp, CreateSessionOp, DeleteContainerOp, MultiOp, Op, Txn
@@ -76,6 +76,8 @@ class ReplicaConfig:
     reap_interval: float = 1.0
     #: Where every member listens (kept in snapshots so a restarted member knows them).
     addresses: dict[str, str] = field(default_factory=dict)
+    #: If this replica is not a member, ask to be added: "learner" (an observer), "voter", or None (wait).
+    join_as: str | None = None
 
     def validate(self) -> None:
         """Raise BadArgumentsError if the settings contradict each other."""
@@ -123,6 +125,8 @@ class ReplicaOutput:
     compact_to: int = 0
     state: KeeperState | None = None
     leader_changed: bool = False
+    #: The membership or the members' addresses changed (the driver updates its transport).
+    members_changed: bool = False
 
 
 @dataclass(slots=True)
@@ -170,6 +174,8 @@ class Replica:
             storage,
         )
         self.applied = meta.index
+        self._conf_state = self._node.status().conf_state
+        self._members_changed = False
         self._now = 0.0
         self._wall_ms = 0
         self._ticks = 0
@@ -252,6 +258,7 @@ class Replica:
         self._ensure_session()
         self._retry_pending()
         self._ping_leader()
+        self._ask_to_join()
         if self.is_leader:
             self._expire_sessions()
             self._reap()
@@ -268,6 +275,8 @@ class Replica:
             self._on_forward(frm, msg)
         elif isinstance(msg, ForwardRejected):
             self._on_forward_rejected(msg)
+        elif isinstance(msg, Join):
+            self._on_join(frm, msg)
         elif isinstance(msg, SessionPing):
             if self.is_leader:
                 for session_id in msg.session_ids:
@@ -346,6 +355,9 @@ class Replica:
         self._complete_reads(out)
         self._maybe_snapshot(out)
         self._update_state(out)
+        if self._members_changed:
+            self._members_changed = False
+            out.members_changed = True
         if self._outbox:
             out.messages.extend(self._outbox)
             self._outbox = []
@@ -434,7 +446,10 @@ class Replica:
 
     def _ask_read_index(self, pending: _Pending) -> None:
         pending.asked_at = self._ticks
-        self._node.read_index(_read_ctx(self.id, pending.request_id))
+        try:
+            self._node.read_index(_read_ctx(self.id, pending.request_id))
+        except ProposalDroppedError:
+            pass  # no leader now: asked again on a later tick
 
     def _on_read_state(self, index: int, ctx: bytes) -> None:
         request_id = _parse_read_ctx(self.id, ctx)
@@ -485,7 +500,7 @@ class Replica:
         elif isinstance(op, CloseSessionOp):
             self._tracker.closed(op.session_id)
             if op.session_id == self.session_id:
-                log.warning("%s: session %#x expired", self.id, op.session_id)
+                log.info("%s: session %#x expired", self.id, op.session_id)
                 self.session_id = None
                 self._session_lost = True
         elif isinstance(op, DeleteContainerOp):
@@ -500,6 +515,29 @@ class Replica:
             return  # timed out, or given up when the term changed
         self._completed.append(Completion(request_id, result.value, result.error))
 
+    def _ask_to_join(self) -> None:
+        if self.config.join_as is None or self._ticks % (2 * self.config.election_tick) != 1:
+            return
+        if self.id in self.conf_state().members():
+            return
+        own = self.addresses.get(self.id, "")
+        for member, _address in sorted(self.addresses.items()):
+            if member != self.id:
+                self._outbox.append((member, Join(own, self.config.join_as == "learner")))
+
+    def _on_join(self, frm: str, join: Join) -> None:
+        if not self.is_leader or frm in self.conf_state().members():
+            return
+        kind = ConfChangeType.ADD_LEARNER if join.learner else ConfChangeType.ADD_VOTER
+        try:
+            self._node.propose_conf_change(ConfChange(kind, frm, join.address.encode()))
+        except ProposalDroppedError:
+            pass  # one change at a time: the joiner asks again
+
+    def conf_state(self) -> ConfState:
+        """The membership in force here."""
+        return self._conf_state
+
     def _apply_conf_change(self, entry: Entry) -> None:
         try:
             change = decode(entry.data, expect=ConfChange)
@@ -507,8 +545,11 @@ class Replica:
             self.decode_failures += 1
             log.error("%s: entry %d is not a membership change (%s); skipped", self.id, entry.index, exc)
             return
-        self._node.apply_conf_change(change)
-        if change.context:
+        self._conf_state = self._node.apply_conf_change(change)
+        self._members_changed = True
+        if change.type == ConfChangeType.REMOVE:
+            self.addresses.pop(change.node_id, None)
+        elif change.context:
             try:
                 self.addresses[change.node_id] = change.context.decode()
             except UnicodeDecodeError:
@@ -517,6 +558,9 @@ class Replica:
     # snapshots --------------------------------------------------------------------------------------------------
 
     def _restore(self, meta: SnapshotMeta, chunks: Any) -> DataTree:
+        if meta.index == 0 and not chunks:
+            # The bootstrap snapshot: the state before the first entry (a new member takes it from the leader).
+            return DataTree(max_data_bytes=self.config.max_data_bytes)
         header = decode(chunks[0], expect=SnapshotHeader)
         if header.format != SNAPSHOT_FORMAT:
             raise DecodeError(f"snapshot format {header.format} is not supported (this build reads {SNAPSHOT_FORMAT})")
@@ -527,6 +571,8 @@ class Replica:
     def _install_snapshot(self, meta: SnapshotMeta, chunks: list[bytes], out: ReplicaOutput) -> None:
         self.tree = self._restore(meta, chunks)
         self.applied = meta.index
+        self._conf_state = meta.conf_state
+        self._members_changed = True
         self._snapshot_index = meta.index
         out.tree_replaced = True
         if self.session_id is not None and self.session_id not in self.tree.sessions():
@@ -546,7 +592,7 @@ class Replica:
         header = SnapshotHeader(SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms)
         chunks = [encode(header), *self.tree.snapshot_chunks()]
         term = self._storage.term(self.applied)
-        meta = SnapshotMeta(self.applied, term, self._node.status().conf_state)
+        meta = SnapshotMeta(self.applied, term, self._conf_state)
         self._snapshot_index = self.applied
         out.snapshot = (meta, chunks)
         out.compact_to = max(0, self.applied - self.config.keep_entries)

@@ -7,18 +7,24 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
 from embedzk.testing.simulator import SimConfig, Simulation, SimulationFailure
 
 
-def run_seed(seed: int) -> str | None:
-    """Run the simulation of ``seed``; return None if it passed, else the failure report."""
+def run_seed(seed: int, summary: dict[str, int] | None = None) -> str | None:
+    """Run the simulation of ``seed``; return None if it passed, else the failure report. ``summary``, if
+    given, receives what the run did."""
+    sim = Simulation(SimConfig.from_seed(seed))
     try:
-        Simulation(SimConfig.from_seed(seed)).run()
+        sim.run()
     except SimulationFailure as exc:
         return str(exc)
+    finally:
+        if summary is not None:
+            summary.update(sim.summary())
     return None
 
 
@@ -32,17 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         config = SimConfig.from_seed(args.seed)
         print(f"seed {args.seed}: {config}")
-        problem = run_seed(args.seed)
+        logging.basicConfig(level=logging.WARNING)
+        summary: dict[str, int] = {}
+        problem = run_seed(args.seed, summary)
+        print(summary)
         print(problem or "ok")
         return 1 if problem else 0
     failed = 0
+    totals: dict[str, int] = {}
     began = time.monotonic()
     for seed in range(args.start, args.start + args.seeds):
-        problem = run_seed(seed)
+        summary: dict[str, int] = {}
+        problem = run_seed(seed, summary)
+        for key, value in summary.items():
+            totals[key] = totals.get(key, 0) + value
         if problem:
             failed += 1
             print(problem, flush=True)
     elapsed = time.monotonic() - began
+    print(f"totals: {totals}")
     print(f"{args.seeds - failed} passed, {failed} failed in {elapsed:.1f}s")
     return 1 if failed else 0
 

@@ -31,6 +31,7 @@ from embedzk.errors import (
 )
 from embedzk.persist.memory import MemoryStorage
 from embedzk.replica import Completion, Replica, ReplicaConfig
+from embedzk.replica.messages import Command
 from embedzk.testing.network import NetworkProfile, SimNetwork
 from embedzk.tree.txn import CheckOp, CreateOp, DeleteOp, MultiOp, SetDataOp
 
@@ -102,8 +103,10 @@ class Call:
     node: str
     output: Any = None
     ret: float | None = None
-    #: For plain reads: the index the node had applied when it answered.
+    #: For reads: the index the node had applied when it answered.
     zxid: int | None = None
+    #: For writes: (node id, request id), to find the entry that carried it in the final log.
+    request: tuple[str, int] | None = None
 
 
 class SimNode:
@@ -115,6 +118,7 @@ class SimNode:
         self.disk = storage
         self.replica: Replica | None = None
         self.crash_mode: str | None = None
+        self.incarnation = 0
         self.tick_phase = sim.rng.uniform(0, TICK)
         self.clock_skew_ms = sim.rng.randint(-50, 50)
 
@@ -136,6 +140,7 @@ class SimNode:
             max_size_per_msg=4096,
             max_inflight_msgs=8,
         )
+        self.incarnation += 1
         self.replica = Replica(config, self.disk, random.Random(self.sim.rng.random()))
         self.crash_mode = None
         self.pump()
@@ -288,7 +293,7 @@ class Simulation:
             return
         node = self.rng.choice(up)
         kind, args = self._random_op()
-        call = Call(client, kind, args, self.now, node.id)
+        call = Call(client, kind, args, self.now, f"{node.id}#{node.incarnation}")
         self.calls.append(call)
         replica = node.replica
         assert replica is not None
@@ -306,6 +311,7 @@ class Simulation:
             self._waiting[(node.id, request_id)] = (call, lambda c: self._finish_sync_get(c, client))
             replica.sync(request_id, timeout)
         else:
+            call.request = (node.id, request_id)
             self._waiting[(node.id, request_id)] = (call, lambda c: self._next_op(client))
             immediate = replica.submit(request_id, _to_op(kind, args), timeout)
             if immediate is not None:
@@ -314,7 +320,7 @@ class Simulation:
         node.pump()
 
     def _finish_sync_get(self, call: Call, client: int) -> None:
-        node = self.nodes.get(call.node)
+        node = self.nodes.get(call.node.partition("#")[0])
         if call.output is not None and call.output[0] == "ok" and node is not None and node.replica is not None:
             call.output = _read(node.replica, call.input[0])
             call.zxid = node.replica.applied
@@ -510,6 +516,23 @@ class Simulation:
                     best = candidate
         return best[1] if best else None
 
+    def summary(self) -> dict[str, int]:
+        """What the run did, to show that it did something."""
+        known = [c for c in self.calls if c.ret is not None]
+        return {
+            "calls": len(self.calls),
+            "ok": sum(1 for c in known if c.output and c.output[0] == "ok"),
+            "failed": sum(1 for c in known if c.output and c.output[0] == "err"),
+            "unknown": len(self.calls) - len(known),
+            "writes_ok": sum(1 for c in known if c.kind not in ("get", "sync_get") and c.output and c.output[0] == "ok"),
+            "sync_gets_ok": sum(1 for c in known if c.kind == "sync_get" and c.output and c.output[0] == "ok"),
+            "committed_entries": len(self.committed),
+            "terms_with_leader": len(self.leaders),
+            "faults": len(self.faults),
+            "messages": self.network.sent,
+            "dropped": self.network.dropped,
+        }
+
     # checks --------------------------------------------------------------------------------------------------------
 
     def fail(self, what: str) -> None:
@@ -586,7 +609,16 @@ class Simulation:
     def _check_history(self) -> None:
         from embedzk.testing.history_check import check_calls
 
-        problem = check_calls(self.calls)
+        write_zxids: dict[tuple[str, int], int] = {}
+        for index, (_term, data) in self.committed.items():
+            if data:
+                try:
+                    command = decode(data)
+                except DecodeError:
+                    continue
+                if isinstance(command, Command) and command.request_id > 0:
+                    write_zxids[(command.origin, command.request_id)] = index
+        problem = check_calls(self.calls, write_zxids)
         if problem:
             self.fail(problem)
 

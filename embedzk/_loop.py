@@ -1,0 +1,213 @@
+"""The peer's loop thread: the only thread that touches the replica, the storage and the transport.
+
+One iteration: wait on the transport until a frame arrives, an application thread wakes it, or the next tick is
+due; step every frame that arrived into the replica; run the application's queued calls; tick if due; then drain
+the replica: persist (one synced batch for everything gathered in the iteration: group commit), send, store
+snapshots, answer requests and hand watch events to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from embedzk.codec import decode, encode
+from embedzk.errors import DecodeError, EmbedZKError, PeerStoppedError
+from embedzk.persist.base import Storage
+from embedzk.replica import Completion, Replica, ReplicaOutput
+from embedzk.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[ReplicaOutput], None]
+
+
+class Loop:
+    """Runs a replica over a transport and a storage on a thread of its own."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        storage: Storage,
+        transport: Transport,
+        *,
+        tick_interval: float,
+        on_output: Hook,
+        name: str,
+    ) -> None:
+        self.replica = replica
+        self.storage = storage
+        self.transport = transport
+        self.tick_interval = tick_interval
+        self._on_output = on_output
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any] | None]] = queue.SimpleQueue()
+        self._waiting: dict[int, tuple[Future[Any], Callable[[Any], Any], float, bool]] = {}
+        self._next_request = 0
+        self._running = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.crashed: BaseException | None = None
+        self.write_latencies: collections.deque[float] = collections.deque(maxlen=2048)
+        self.decode_errors = 0
+
+    # -- any thread ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop thread."""
+        self._running = True
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop thread and fail whatever still waits (PeerStoppedError)."""
+        self._running = False
+        self.transport.wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The loop thread."""
+        return self._thread
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the loop thread; the future holds its result (or exception)."""
+        future: Future[Any] = Future()
+        if not self._running:
+            future.set_exception(PeerStoppedError("the peer is not running"))
+            return future
+        self._calls.put((fn, future))
+        self.transport.wake()
+        return future
+
+    def request(
+        self,
+        submit: Callable[[int], Completion | None],
+        transform: Callable[[Any], Any],
+        errors_as_values: bool = False,
+    ) -> Future[Any]:
+        """Start a replica request on the loop thread; the future resolves when its completion comes out.
+
+        ``submit(request_id)`` starts it (``replica.submit`` or ``replica.sync``) and may complete it at once;
+        ``transform`` turns the completion's value into what the caller gets. With ``errors_as_values`` a failed
+        request whose completion still carries a value (a multi's per-operation results) resolves to that value.
+        """
+        future: Future[Any] = Future()
+        if not self._running:
+            future.set_exception(PeerStoppedError("the peer is not running"))
+            return future
+
+        def start() -> None:
+            self._next_request += 1
+            request_id = self._next_request
+            self._waiting[request_id] = (future, transform, time.monotonic(), errors_as_values)
+            immediate = submit(request_id)
+            if immediate is not None:
+                self._complete(immediate)
+
+        self._calls.put((start, None))
+        self.transport.wake()
+        return future
+
+    # -- the loop thread ----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        try:
+            self._pump()
+            while self._running:
+                now = time.monotonic()
+                frames = self.transport.receive(max(0.0, next_tick - now))
+                for frm, frame in frames:
+                    self._receive(frm, frame)
+                self._run_calls()
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.replica.tick(now, int(time.time() * 1000))
+                    next_tick += self.tick_interval
+                    if next_tick < now:  # we fell behind (a long stall): don't tick in a burst to catch up
+                        next_tick = now + self.tick_interval
+                self._pump()
+        except BaseException as exc:  # the loop must never die silently: whoever waits is told
+            self.crashed = exc
+            log.exception("the peer's loop thread failed")
+        finally:
+            self._running = False
+            self._fail_all(PeerStoppedError("the peer stopped"))
+
+    def _receive(self, frm: str, frame: bytes) -> None:
+        try:
+            msg = decode(frame)
+        except DecodeError as exc:
+            self.decode_errors += 1
+            log.warning("dropping a frame from %s: %s", frm, exc)
+            return
+        self.replica.receive(frm, msg)
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if future is None:
+                fn()
+                continue
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _pump(self) -> None:
+        replica = self.replica
+        storage = self.storage
+        while replica.has_ready():
+            rd = replica.ready()
+            raft = rd.raft
+            if raft is not None:
+                if raft.snapshot is not None:
+                    storage.install_snapshot(raft.snapshot[0], raft.snapshot[1])
+                if raft.entries or raft.hard_state is not None:
+                    storage.append(raft.entries, raft.hard_state)
+            out = replica.advance(rd)
+            for to, msg in out.messages:
+                self.transport.send(to, encode(msg))
+            if out.snapshot is not None:
+                storage.save_snapshot(*out.snapshot)
+                storage.compact(out.compact_to)
+            for completion in out.completions:
+                self._complete(completion)
+            self._on_output(out)
+
+    def _complete(self, completion: Completion) -> None:
+        waiting = self._waiting.pop(completion.request_id, None)
+        if waiting is None:
+            return
+        future, transform, began, errors_as_values = waiting
+        self.write_latencies.append(time.monotonic() - began)
+        if completion.error is not None and not (errors_as_values and completion.value is not None):
+            future.set_exception(completion.error)
+            return
+        try:
+            future.set_result(transform(completion.value))
+        except EmbedZKError as exc:
+            future.set_exception(exc)
+
+    def _fail_all(self, error: EmbedZKError) -> None:
+        for future, *_rest in self._waiting.values():
+            if not future.done():
+                future.set_exception(error)
+        self._waiting.clear()
+        while True:
+            try:
+                _fn, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if future is not None and not future.done():
+                future.set_exception(error)

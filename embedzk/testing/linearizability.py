@@ -1,0 +1,800 @@
+"""A linearizability checker for histories of a ZooKeeper-like store, and a simpler check for plain reads.
+
+:func:`check` decides whether a history (a list of :class:`~embedzk.testing.history.Operation`) is linearizable
+with respect to a sequential :class:`Model` of the store: whether there is one total order of the operations that
+respects real time (an operation that returned before another was invoked comes first) and in which every answer
+is the one the model gives. It is the search of Wing & Gong ("Testing and verifying concurrent objects", 1993)
+with the memoization of Lowe ("Testing for linearizability", 2017), organised as Porcupine does it
+(github.com/anishathalye/porcupine, ``checker.go``):
+
+* the history is split into independent partitions by key (Herlihy & Wing's locality: a history is linearizable
+  iff each object's sub-history is); a ``multi`` that touches several paths joins their partitions, through a
+  union-find;
+* each partition becomes a doubly linked list of call and return entries in time order; the candidates to
+  linearize next are the calls that precede the first return still in the list (any of them may take effect
+  first; none invoked after that return may); a linearized operation is lifted out of the list (both its
+  entries) and put back when the search backtracks, as in Knuth's dancing links;
+* Lowe's cache: a search node is the set of linearized operations (a bitset) and the model state; one reached
+  before and abandoned is not searched again.
+
+Operations with an unknown outcome (``ret`` None: a timeout, a crash) have no return entry, so nothing ever has to
+follow them, and any output is accepted for them. Such an operation may take effect at any point after its call
+or never; "never" needs no branch of its own: the search stops as soon as every operation with a known outcome is
+linearized, and the unknown ones left over are the ones that did not happen. Two refinements keep many unknown
+operations affordable (they are what makes this search explode, see Kingsbury's notes on Knossos):
+
+* an unknown operation is never linearized where it would not change the state (that is the same as leaving it
+  out), and unknown reads are dropped before the search;
+* the cache keys on (known operations linearized, state) and keeps, for each key, the sets of unknown
+  operations already linearized at abandoned nodes; a node whose unknown set contains one of them is abandoned
+  too, because every way to finish from it is also a way to finish from the smaller set (the extra unknown
+  operations could simply not have happened). The cache only records nodes once fully explored, so this never
+  prunes against a node still on the search path. Candidates with a known outcome are tried before unknown ones.
+
+:func:`linearizable_subset` drops plain ``get`` calls, which ZooKeeper (and embedzk) serve from the local replica:
+they are sequentially consistent, not linearizable. :func:`check_client_order` checks those: each client's
+operations see non-decreasing zxids, and every read returns the value the committed writes, replayed in zxid
+order, give at the zxid it read at.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from embedzk.testing.history import READ_KINDS, WRITE_KINDS, Operation
+
+__all__ = [
+    "DECIDED_ERRORS",
+    "CheckResult",
+    "Model",
+    "OrderResult",
+    "ZnodeModel",
+    "ZnodeState",
+    "check",
+    "check_client_order",
+    "linearizable_subset",
+]
+
+State = TypeVar("State", bound=Hashable)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class Model(Protocol[State]):
+    """A sequential specification: what one operation does to a state, and what it may answer.
+
+    States must be hashable and compare by value: the search caches them (Lowe). A model may inherit from this
+    class for the defaults of :meth:`partition`, :meth:`effectless` and the two describe methods.
+    """
+
+    def init(self) -> State:
+        """The state before any operation."""
+        ...
+
+    def step(self, state: State, op: Operation) -> Sequence[State]:
+        """The states ``op`` may lead to from ``state`` given its recorded output; empty: it cannot happen here.
+
+        ``op.output`` None means any output is acceptable: return the states of every outcome the model allows.
+        """
+        ...
+
+    def partition(self, op: Operation) -> Collection[Hashable]:
+        """The keys ``op`` touches. Operations sharing a key are checked together; others independently.
+
+        The default puts every operation in one partition.
+        """
+        return ("*",)
+
+    def effectless(self, op: Operation) -> bool:
+        """True if ``op`` never changes the state whatever it answers (so an unknown outcome of it is irrelevant)."""
+        return False
+
+    def describe_state(self, state: State) -> str:
+        """A state, for a human."""
+        return repr(state)
+
+    def describe_step(self, state: State, op: Operation) -> str:
+        """What the model says ``op`` would answer in ``state``, for a human reading a failure."""
+        return ""
+
+
+#: Error codes the store decides when it applies an operation; the model checks them. Any other error code is
+#: read as "refused before it reached the log": the operation changed nothing.
+DECIDED_ERRORS = frozenset({"NoNode", "NodeExists", "BadVersion", "NotEmpty"})
+
+#: A :class:`ZnodeModel` state: ``(path, (data, version))`` for every present path, sorted by path (absent paths
+#: are left out). A tuple rather than a dict so that it hashes, for the cache.
+ZnodeState = tuple[tuple[str, tuple[bytes, int]], ...]
+
+_NO_NODE = ("err", "NoNode")
+_NODE_EXISTS = ("err", "NodeExists")
+_BAD_VERSION = ("err", "BadVersion")
+_OK_NONE = ("ok", None)
+
+
+def _lookup(state: ZnodeState, path: str) -> tuple[bytes, int] | None:
+    for p, node in state:
+        if p == path:
+            return node
+    return None
+
+
+def _store(state: ZnodeState, path: str, node: tuple[bytes, int] | None) -> ZnodeState:
+    items = [item for item in state if item[0] != path]
+    if node is not None:
+        items.append((path, node))
+        items.sort(key=lambda item: item[0])
+    return tuple(items)
+
+
+def _apply_one(state: ZnodeState, kind: str, path: str, args: Sequence[Any]) -> tuple[tuple[str, Any], ZnodeState]:
+    node = _lookup(state, path)
+    if kind == "create":
+        if node is not None:
+            return _NODE_EXISTS, state
+        return ("ok", path), _store(state, path, (args[0], 0))
+    if kind == "get" or kind == "sync_get":
+        return (_NO_NODE if node is None else ("ok", node)), state
+    if node is None:
+        return _NO_NODE, state
+    if kind == "set":
+        data, version = args
+        if version != -1 and version != node[1]:
+            return _BAD_VERSION, state
+        return ("ok", node[1] + 1), _store(state, path, (data, node[1] + 1))
+    version = args[0]
+    if version != -1 and version != node[1]:
+        return _BAD_VERSION, state
+    if kind == "delete":
+        return _OK_NONE, _store(state, path, None)
+    if kind == "check":
+        return _OK_NONE, state
+    raise ValueError(f"unknown operation kind {kind!r}")
+
+
+def _agrees(expected: tuple[str, Any], output: Any) -> bool:
+    # ("ok", None) records a success whose value was not kept: it matches any success.
+    return output == expected or (output[0] == "ok" and expected[0] == "ok" and output[1] is None)
+
+
+class ZnodeModel(Model[ZnodeState]):
+    """The store as the checker sees it: flat paths, each absent or ``(data, version)``.
+
+    ``create`` fails with NodeExists if the path is present and starts it at version 0; ``set`` and ``delete``
+    fail with NoNode if it is absent and with BadVersion unless the version matches (-1: any); ``set`` answers the
+    new version; ``get``/``sync_get`` answer ``(data, version)`` or NoNode; ``multi`` applies its sub-operations
+    in order, all or nothing, and a failing one answers the code of its first failing sub-operation.
+    """
+
+    def init(self) -> ZnodeState:
+        """Every path absent."""
+        return ()
+
+    def apply(self, state: ZnodeState, kind: str, input: Any) -> tuple[tuple[str, Any], ZnodeState]:
+        """Run one operation: its result (``("ok", value)`` or ``("err", code)``) and the next state."""
+        if kind == "multi":
+            current = state
+            results = []
+            for sub in input:
+                result, current = _apply_one(current, sub[0], sub[1], sub[2:])
+                if result[0] == "err":
+                    return result, state  # all or nothing
+                results.append(result[1])
+            return ("ok", tuple(results)), current
+        return _apply_one(state, kind, input[0], input[1:])
+
+    def step(self, state: ZnodeState, op: Operation) -> Sequence[ZnodeState]:
+        """One next state, or none if ``op``'s recorded output differs from what the store would answer."""
+        output = op.output
+        if output is not None and output[0] == "err" and output[1] not in DECIDED_ERRORS:
+            return (state,)  # refused before the log: no effect
+        result, next_state = self.apply(state, op.kind, op.input)
+        if output is None or _agrees(result, output):
+            return (next_state,)
+        return ()
+
+    def partition(self, op: Operation) -> Collection[Hashable]:
+        """The paths the operation touches (all of a multi's)."""
+        return op.paths
+
+    def effectless(self, op: Operation) -> bool:
+        """Reads, and multis of checks only."""
+        return op.kind in READ_KINDS or (op.kind == "multi" and all(sub[0] == "check" for sub in op.input))
+
+    def describe_state(self, state: ZnodeState) -> str:
+        """``{'/k1': b'v1' v2, '/k2': b'' v0}`` (paths not shown are absent)."""
+        if not state:
+            return "{} (every path absent)"
+        return "{" + ", ".join(f"{path!r}: {data!r} v{version}" for path, (data, version) in state) + "}"
+
+    def describe_step(self, state: ZnodeState, op: Operation) -> str:
+        """``the store answers ok 3``."""
+        result, _ = self.apply(state, op.kind, op.input)
+        return f"the store answers {result[0]} {result[1]!r}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The verdict of :func:`check`. ``str()`` of it is the report for a human.
+
+    ``ok``: True (linearizable), False (not), None (the timeout struck first). On False or None, ``keys`` and
+    ``operations`` are the partition that failed (or was being searched); on False, ``longest`` is the longest
+    linearizable prefix the search found, in linearization order (unknown-outcome operations in it are placed
+    where they took effect), ``states`` the model state after each of its steps, and ``stuck`` the pending
+    operations, none of which can come next.
+    """
+
+    ok: bool | None
+    partitions: int = 0
+    operations_checked: int = 0
+    elapsed: float = 0.0
+    keys: tuple[Hashable, ...] = ()
+    operations: tuple[Operation, ...] = ()
+    longest: tuple[Operation, ...] = ()
+    states: tuple[Any, ...] = ()
+    stuck: tuple[Operation, ...] = ()
+    explanation: str = ""
+
+    def __str__(self) -> str:
+        if self.explanation:
+            return self.explanation
+        return (
+            f"linearizable: {self.operations_checked} operations in {self.partitions} partitions, "
+            f"checked in {self.elapsed:.3f}s"
+        )
+
+
+@dataclass(slots=True)
+class _Outcome:
+    ok: bool
+    longest: list[int] = field(default_factory=list)  # op indexes, in linearization order
+    states: list[Any] = field(default_factory=list)
+    state: Any = None  # the state after ``longest``
+    stuck: list[int] = field(default_factory=list)
+
+
+class _TimedOut(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The search
+
+
+def _hint(op: Operation) -> float | None:
+    # Where the store itself says the operation took effect: writes at their zxid, reads after the writes they saw.
+    if op.zxid is None:
+        return None
+    return 2.0 * op.zxid + (0.0 if op.kind in WRITE_KINDS else 1.0)
+
+
+#: A move of the search: the entry of the operation with a known outcome it linearizes, the block of unknown-outcome
+#: operations linearized just before it (their call entries), the state after each of those, and the state after it.
+_Move = tuple[int, tuple[int, ...], tuple[Any, ...], Any]
+
+
+class _Search:
+    """Wing & Gong's search over one partition, with Lowe's cache; one instance per partition.
+
+    A search node is (``done``, ``state``, ``taken``): the linearized operations with a known outcome (a bitset),
+    the model state, and the unknown-outcome operations linearized so far (a bitset). A move from a node
+    linearizes one pending operation with a known outcome, preceded by a block of zero or more unknown-outcome
+    operations. Unknown outcomes are what makes such searches explode, so blocks are restricted to a canonical
+    form that every linearization can be rewritten into:
+
+    * an unknown operation has no return, so moving it later never breaks real-time order; moving it past an
+      operation on other keys changes nothing (the premise of partitioning: operations on disjoint keys commute);
+      so the unknown operations just before an operation ``x`` can be limited to those linked to ``x`` by a chain
+      of shared keys, the others moving to a later block, or being dropped when nothing follows them;
+    * an unknown operation placed where it changes nothing is the same as one that never happened: dropped;
+    * the last operation of a block must matter to ``x``: either ``x`` fails without it, or the two do not
+      commute; otherwise it could come after ``x``.
+
+    Blocks are only tried once every plain move from the node failed: unknown operations are optional.
+    """
+
+    #: Bound on the memo of model steps (entries), so that a long search under a long timeout stays in memory.
+    MEMO_LIMIT = 1_000_000
+
+    def __init__(
+        self, model: Model[Any], ops: Sequence[Operation], deadline: float | None, max_block: int | None = None
+    ) -> None:
+        self.max_block = max_block
+        self.model = model
+        self.ops = ops
+        self.deadline = deadline
+        events: list[tuple[float, int, int]] = []
+        for i, op in enumerate(ops):
+            events.append((op.call, 0, i))
+            if op.ret is not None:
+                events.append((op.ret, 1, i))
+        # At equal times a call sorts before a return, so the two count as concurrent (Porcupine does the same):
+        # the lenient reading, which never reports a violation that a finer clock could explain away.
+        events.sort()
+        count = len(events)
+        self.op_of = [i for _, _, i in events]
+        self.is_return = [kind == 1 for _, kind, _ in events]
+        return_at = {i: e for e, (_, kind, i) in enumerate(events) if kind == 1}
+        self.known = len(return_at)
+        # match: a known call's entry -> its return's entry; -1 for returns and for unknown outcomes' calls.
+        self.match = [return_at.get(i, -1) if kind == 0 else -1 for _, kind, i in events]
+        # The doubly linked list holds the entries of known outcomes; the head sentinel is entry ``count`` and -1
+        # ends the list. Unknown outcomes' calls stay out of it (in ``unknown``, in time order): they have no
+        # return to lift with them, and keeping the list short keeps the scan for candidates short.
+        self.head = count
+        self.next = [-1] * (count + 1)
+        self.prev = [-1] * (count + 1)
+        last = count
+        for e in range(count):
+            if self.is_return[e] or self.match[e] >= 0:
+                self.next[last] = e
+                self.prev[e] = last
+                last = e
+        self.unknown = [e for e in range(count) if not self.is_return[e] and self.match[e] < 0]
+        # Each operation's keys as a bitset over the partition's keys.
+        index: dict[Hashable, int] = {}
+        self.keys = [sum(1 << index.setdefault(key, len(index)) for key in set(model.partition(op))) for op in ops]
+        # The order to try candidates in. The verdict does not depend on it, the time to find a linearization
+        # does: where zxids are known, the store's own order is nearly always the right guess.
+        hints = [_hint(op) for op in ops]
+        self.hinted = any(h is not None for h in hints)
+        self.rank = [h if h is not None else math.inf for h in (hints[i] for i in self.op_of)]
+        # The search asks the same step again and again as it backtracks (over 90% of the time on histories with
+        # multis): remember the answers.
+        self.memo: dict[tuple[int, Any], Sequence[Any]] = {}
+        self.ticks = 0
+
+    def _lift(self, e: int) -> None:
+        nxt, prv = self.next, self.prev
+        for x in (e, self.match[e]):
+            p, n = prv[x], nxt[x]
+            nxt[p] = n
+            if n >= 0:
+                prv[n] = p
+
+    def _unlift(self, e: int) -> None:
+        # Dancing links: undo the removals in reverse order and every neighbour pointer is right again.
+        nxt, prv = self.next, self.prev
+        for x in (self.match[e], e):
+            nxt[prv[x]] = x
+            n = nxt[x]
+            if n >= 0:
+                prv[n] = x
+
+    def _step(self, i: int, state: Any) -> Sequence[Any]:
+        found = self.memo.get((i, state))
+        if found is None:
+            self.ticks += 1
+            if self.deadline is not None and self.ticks & 1023 == 0 and time.monotonic() > self.deadline:
+                raise _TimedOut
+            if len(self.memo) >= self.MEMO_LIMIT:
+                self.memo.clear()
+            found = self.memo[(i, state)] = self.model.step(state, self.ops[i])
+        return found
+
+    def _candidates(self) -> tuple[list[int], int]:
+        # The calls before the first remaining return are exactly the operations that may be linearized next
+        # (Wing & Gong). Returns those with a known outcome, and that first return's entry (``head`` if none).
+        nxt, is_return = self.next, self.is_return
+        found: list[int] = []
+        e = nxt[self.head]
+        while e >= 0 and not is_return[e]:
+            found.append(e)
+            e = nxt[e]
+        if self.hinted:
+            found.sort(key=self.rank.__getitem__)
+        return found, (e if e >= 0 else self.head)
+
+    def _moves(self, state: Any, taken: int) -> Iterator[_Move]:
+        """Every move from a node, plain ones first."""
+        candidates, first_return = self._candidates()
+        op_of, step = self.op_of, self._step
+        for e in candidates:
+            for after in step(op_of[e], state):
+                yield e, (), (), after
+        pending = [u for u in self.unknown if u < first_return and not taken >> op_of[u] & 1]
+        if pending:
+            for e in candidates:
+                yield from self._blocks(e, state, pending)
+
+    def _blocks(self, x: int, state: Any, pending: list[int]) -> Iterator[_Move]:
+        """The moves that linearize ``x`` after a non-empty block of the ``pending`` unknown operations."""
+        op_of, keys, step = self.op_of, self.keys, self._step
+        i_x = op_of[x]
+        reach = keys[i_x]
+        grown = True
+        while grown:  # the keys linked to x's by chains of pending unknown operations sharing keys
+            grown = False
+            for u in pending:
+                k = keys[op_of[u]]
+                if k & reach and k & ~reach:
+                    reach |= k
+                    grown = True
+        usable = [u for u in pending if keys[op_of[u]] & reach]
+        if not usable:
+            return
+        # Blocks reaching the same state with the same operations end alike: each is extended once. Closing one
+        # with x is still tried on every arrival, as whether its last operation matters depends on which it is.
+        extended: set[tuple[Any, int]] = set()
+        closed: set[tuple[Any, int]] = set()
+
+        def grow(before: Any, used: int, block: tuple[int, ...], states: tuple[Any, ...]) -> Iterator[_Move]:
+            for u in usable:
+                i = op_of[u]
+                if used >> i & 1:
+                    continue
+                for now in step(i, before):
+                    if now == before:
+                        continue  # changes nothing: the same as never happening
+                    now_used = used | 1 << i
+                    now_block, now_states = block + (u,), states + (now,)
+                    if (now, now_used) not in closed:
+                        ends = step(i_x, now)
+                        if ends and self._matters(i, before, i_x, ends):
+                            closed.add((now, now_used))
+                            for after in ends:
+                                yield x, now_block, now_states, after
+                    if (now, now_used) not in extended and (self.max_block is None or len(now_block) < self.max_block):
+                        extended.add((now, now_used))
+                        yield from grow(now, now_used, now_block, now_states)
+
+        yield from grow(state, 0, (), ())
+
+    def _matters(self, i_u: int, before: Any, i_x: int, ends: Sequence[Any]) -> bool:
+        # Does the unknown operation u, applied in state ``before``, matter to x right after it (``ends``: x's
+        # outcomes then)? Not if x succeeds without it and the two commute (checked for deterministic steps only).
+        alone = self._step(i_x, before)
+        if not alone:
+            return True
+        if len(alone) == 1 and len(ends) == 1:
+            swapped = self._step(i_u, alone[0])
+            return not (len(swapped) == 1 and swapped[0] == ends[0])
+        return True
+
+    def _first_return(self) -> int:
+        e = self.next[self.head]
+        while e >= 0 and not self.is_return[e]:
+            e = self.next[e]
+        return e
+
+    def run(self) -> _Outcome:
+        """Search for a linearization; on failure, report the longest prefix found."""
+        op_of, bit = self.op_of, [1 << i for i in range(len(self.ops))]
+        # Lowe's cache, of fully explored (so failed) nodes: (done, state) -> the ``taken`` sets seen there. A node
+        # is abandoned if one there had a subset of its unknown operations: every way to finish from it is a way
+        # to finish from that one (the extra unknown operations could simply not have happened).
+        failed: dict[tuple[int, Any], list[int]] = {}
+        state: Any = self.model.init()
+        done = taken = 0
+        remaining = self.known
+        stack: list[tuple[Iterator[_Move], Any, int, int, _Move]] = []
+        moves = self._moves(state, taken)
+        best = -1
+        outcome = _Outcome(ok=False)
+        while True:
+            if remaining == 0:
+                # Every known outcome is placed; the unknown operations not placed never happened.
+                return _Outcome(ok=True, longest=[i for frame in stack for i in _move_ops(frame[4], op_of)])
+            for move in moves:
+                e, block, _, after = move
+                new_done = done | bit[op_of[e]]
+                new_taken = taken
+                for u in block:
+                    new_taken |= bit[op_of[u]]
+                seen = failed.get((new_done, after))
+                if seen is not None and any(t | new_taken == new_taken for t in seen):
+                    continue
+                stack.append((moves, state, done, taken, move))
+                self._lift(e)
+                remaining -= 1
+                state, done, taken = after, new_done, new_taken
+                moves = self._moves(state, taken)
+                break
+            else:
+                # Every move from here was tried: a dead end.
+                failed.setdefault((done, state), []).append(taken)
+                depth = self.known - remaining
+                if depth > best:
+                    best = depth
+                    outcome.longest = [i for frame in stack for i in _move_ops(frame[4], op_of)]
+                    outcome.states = [s for frame in stack for s in (*frame[4][2], frame[4][3])]
+                    outcome.state = state
+                    # The pending operations with a known outcome, the one that returned first at the front.
+                    first = op_of[self._first_return()]
+                    pending = [op_of[c] for c in self._candidates()[0]]
+                    outcome.stuck = [first] + [i for i in pending if i != first]
+                if not stack:
+                    return outcome
+                moves, state, done, taken, (e, _, _, _) = stack.pop()
+                self._unlift(e)
+                remaining += 1
+
+
+def _move_ops(move: _Move, op_of: list[int]) -> list[int]:
+    e, block, _, _ = move
+    return [op_of[u] for u in block] + [op_of[e]]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Partitions and the entry point
+
+
+def _partitions(ops: Sequence[Operation], model: Model[Any]) -> list[tuple[tuple[Hashable, ...], list[Operation]]]:
+    """Group ``ops`` so that operations sharing a key (directly or through a multi) land together."""
+    parent: dict[Hashable, Hashable] = {}
+
+    def find(key: Hashable) -> Hashable:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]  # path halving
+            key = parent[key]
+        return key
+
+    keyed: list[tuple[Operation, list[Hashable]]] = []
+    for op in ops:
+        keys = list(model.partition(op))
+        keyed.append((op, keys))
+        for key in keys:
+            parent.setdefault(key, key)
+        for key in keys[1:]:
+            a, b = find(keys[0]), find(key)
+            if a != b:
+                parent[b] = a
+    groups: dict[Any, list[Operation]] = {}
+    loners: list[tuple[tuple[Hashable, ...], list[Operation]]] = []
+    for op, keys in keyed:
+        if keys:
+            groups.setdefault(find(keys[0]), []).append(op)
+        else:
+            loners.append(((), [op]))
+    members: dict[Any, list[Hashable]] = {}
+    for key in parent:
+        members.setdefault(find(key), []).append(key)
+    result = [(tuple(sorted(members[root], key=repr)), group) for root, group in groups.items()]
+    return result + loners
+
+
+def linearizable_subset(operations: Iterable[Operation]) -> list[Operation]:
+    """The operations whose linearizability ZooKeeper promises: all but plain ``get`` calls that answered.
+
+    A plain ``get`` is served by the local replica, which may lag: it is only sequentially consistent (check it
+    with :func:`check_client_order`). Writes, ``sync_get`` calls and unknown outcomes are kept.
+    """
+    return [op for op in operations if op.kind != "get" or op.ret is None]
+
+
+def check(
+    operations: Iterable[Operation],
+    model: Model[Any] | None = None,
+    timeout: float | None = None,
+) -> CheckResult:
+    """Is the history linearizable with respect to ``model`` (default :class:`ZnodeModel`)?
+
+    Every operation given is checked, plain ``get`` calls included: pass :func:`linearizable_subset` of a
+    ZooKeeper history. ``timeout`` bounds the wall-clock seconds spent; when it strikes the result's ``ok`` is None.
+    Partitions are searched smallest first and the search stops at the first that fails.
+    """
+    model = model if model is not None else ZnodeModel()
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    ops: list[Operation] = []
+    for op in operations:
+        if op.ret is not None and op.ret < op.call:
+            raise ValueError(f"operation returns before it is called: {op.describe()}")
+        if op.ret is None:
+            if model.effectless(op):
+                continue  # an unknown read constrains nothing
+            if op.output is not None:
+                op = Operation(op.client, op.kind, op.input, None, op.call, None, op.zxid, op.node)
+        ops.append(op)
+    ops.sort(key=lambda op: op.call)
+    parts = _partitions(ops, model)
+    parts.sort(key=lambda part: len(part[1]))
+    for keys, group in parts:
+        if all(op.ret is None for op in group):
+            continue  # nothing has to be explained
+        try:
+            outcome = _Search(model, group, deadline, max_block=1).run()
+            if not outcome.ok and any(op.ret is None for op in group):
+                outcome = _Search(model, group, deadline).run()
+        except _TimedOut:
+            elapsed = time.monotonic() - start
+            return CheckResult(
+                ok=None,
+                partitions=len(parts),
+                operations_checked=len(ops),
+                elapsed=elapsed,
+                keys=keys,
+                operations=tuple(group),
+                explanation=(
+                    f"unknown: the {timeout}s timeout struck while searching the partition {_keys(keys)} "
+                    f"({len(group)} operations, {sum(op.ret is None for op in group)} with unknown outcomes)"
+                ),
+            )
+        if not outcome.ok:
+            elapsed = time.monotonic() - start
+            return _failure(model, keys, group, outcome, len(parts), len(ops), elapsed)
+    return CheckResult(ok=True, partitions=len(parts), operations_checked=len(ops), elapsed=time.monotonic() - start)
+
+
+def _keys(keys: tuple[Hashable, ...]) -> str:
+    return "{" + ", ".join(map(str, keys)) + "}"
+
+
+#: How many steps of the longest prefix the report prints (the rest is in ``CheckResult.longest``).
+_REPORT_TAIL = 25
+
+
+def _failure(
+    model: Model[Any],
+    keys: tuple[Hashable, ...],
+    group: list[Operation],
+    outcome: _Outcome,
+    partitions: int,
+    checked: int,
+    elapsed: float,
+) -> CheckResult:
+    longest = [group[i] for i in outcome.longest]
+    stuck = [group[i] for i in outcome.stuck]
+    known = sum(op.ret is not None for op in group)
+    lines = [
+        f"not linearizable: partition {_keys(keys)} ({len(group)} operations, {known} with a known outcome)",
+        f"longest linearizable prefix: {len(longest)} steps"
+        + (f" (the last {_REPORT_TAIL} shown)" if len(longest) > _REPORT_TAIL else ""),
+    ]
+    first = max(0, len(longest) - _REPORT_TAIL)
+    for n in range(first, len(longest)):
+        op = longest[n]
+        note = "  (unknown outcome: took effect here)" if op.ret is None else ""
+        lines.append(f"  {n + 1:5}. {op.describe()}{note}")
+        lines.append(f"         -> {model.describe_state(outcome.states[n])}")
+    lines.append(f"state after the prefix: {model.describe_state(outcome.state)}")
+    lines.append("none of the pending operations can come next:")
+    for op in stuck:
+        said = model.describe_step(outcome.state, op)
+        lines.append(f"  {op.describe()}" + (f"   [{said}]" if said else ""))
+    if stuck:
+        lines.append(
+            f"(the first of them returned at {stuck[0].ret}: it, or another of them, must come before anything "
+            "invoked after that)"
+        )
+    return CheckResult(
+        ok=False,
+        partitions=partitions,
+        operations_checked=checked,
+        elapsed=elapsed,
+        keys=keys,
+        operations=tuple(group),
+        longest=tuple(longest),
+        states=tuple(outcome.states),
+        stuck=tuple(stuck),
+        explanation="\n".join(line for line in lines if line),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sequential consistency of plain reads
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    """The verdict of :func:`check_client_order`: ``ok`` and, when not, one line per problem found."""
+
+    ok: bool
+    problems: tuple[str, ...] = ()
+    reads_checked: int = 0
+    writes_replayed: int = 0
+    #: Paths whose values could not be checked: a write touching them may have committed at an unknown zxid.
+    uncertain_paths: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        head = (
+            f"client order {'ok' if self.ok else 'VIOLATED'}: {self.reads_checked} reads checked against "
+            f"{self.writes_replayed} writes replayed in zxid order"
+        )
+        if self.uncertain_paths:
+            head += f"; values unchecked on {sorted(self.uncertain_paths)}"
+        shown = list(self.problems[:20])
+        if len(self.problems) > 20:
+            shown.append(f"... and {len(self.problems) - 20} more")
+        return "\n".join([head, *("  " + p for p in shown)])
+
+
+def check_client_order(
+    operations: Iterable[Operation],
+    session: Callable[[Operation], Hashable] = lambda op: op.client,
+) -> OrderResult:
+    """Check what ZooKeeper promises plain reads: sequential consistency, through zxids.
+
+    Two properties, over the operations that carry a ``zxid`` (see :mod:`embedzk.testing.history`):
+
+    1. Within one session (by default one client; pass ``session=lambda op: (op.client, op.node)`` if a client
+       may talk to a different node for each call, since nothing then keeps its view from going back), the zxids
+       of the completed operations, in call order, never decrease: a client never sees the past again, and reads
+       its own writes.
+    2. Values: the writes with a zxid, replayed through :class:`ZnodeModel` in zxid order, answer what they
+       answered, and every read (``get`` or ``sync_get``) answered with the state its path has after the writes
+       at or before its zxid. A write with no zxid that may have taken effect (success, or unknown outcome) makes
+       the values of its paths (and of the paths joined to them by multis) uncertain: those are skipped and
+       listed in ``uncertain_paths``. A write known not to have happened may simply be left out of ``operations``.
+    """
+    ops = sorted(operations, key=lambda op: op.call)
+    problems: list[str] = []
+
+    sessions: dict[Hashable, list[Operation]] = {}
+    for op in ops:
+        if op.ret is not None and op.zxid is not None:
+            sessions.setdefault(session(op), []).append(op)
+    for calls in sessions.values():
+        latest = calls[0]
+        for op in calls[1:]:
+            assert op.zxid is not None and latest.zxid is not None
+            if op.zxid < latest.zxid:
+                problems.append(f"went back in time: {op.describe()} after {latest.describe()}")
+            else:
+                latest = op
+
+    model = ZnodeModel()
+    writes = [op for op in ops if op.kind in WRITE_KINDS]
+    reads = [op for op in ops if op.kind in READ_KINDS and op.ret is not None and op.zxid is not None]
+    by_zxid: dict[int, Operation] = {}
+    for op in writes:
+        if op.zxid is None:
+            continue
+        if op.zxid in by_zxid:
+            problems.append(f"two writes claim zxid {op.zxid}: {by_zxid[op.zxid].describe()} and {op.describe()}")
+        by_zxid[op.zxid] = op
+
+    uncertain: set[str] = set()
+    parts = _partitions(writes + reads, model)
+    replayed = checked = 0
+    for keys, group in parts:
+        if any(_may_have_happened(op) and op.zxid is None for op in group if op.kind in WRITE_KINDS):
+            uncertain.update(str(k) for k in keys)
+            continue
+        timeline = sorted(
+            ((op.zxid, op.kind in READ_KINDS, n, op) for n, op in enumerate(group) if op.zxid is not None),
+            key=lambda item: item[:3],  # writes at a zxid apply before the reads at that zxid
+        )
+        state = model.init()
+        for zxid, is_read, _, op in timeline:
+            if is_read:
+                if op.output is None or (op.output[0] == "err" and op.output[1] not in DECIDED_ERRORS):
+                    continue
+                checked += 1
+                result, _ = model.apply(state, op.kind, op.input)
+                if not _agrees(result, op.output):
+                    problems.append(
+                        f"read answered {op.output[0]} {op.output[1]!r} but at zxid {zxid} the committed writes "
+                        f"give {result[0]} {result[1]!r}: {op.describe()}"
+                    )
+                continue
+            if op.output is not None and op.output[0] == "err" and op.output[1] not in DECIDED_ERRORS:
+                continue
+            replayed += 1
+            result, state = model.apply(state, op.kind, op.input)
+            if op.output is not None and not _agrees(result, op.output):
+                problems.append(
+                    f"write answered {op.output[0]} {op.output[1]!r} but replayed in zxid order it gives "
+                    f"{result[0]} {result[1]!r}: {op.describe()}"
+                )
+    return OrderResult(
+        ok=not problems,
+        problems=tuple(problems),
+        reads_checked=checked,
+        writes_replayed=replayed,
+        uncertain_paths=frozenset(uncertain),
+    )
+
+
+def _may_have_happened(op: Operation) -> bool:
+    return op.output is None or op.output[0] == "ok"

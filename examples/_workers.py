@@ -1,0 +1,42 @@
+"""What the examples share: free loopback ports, and starting this same script as worker processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+
+
+def free_ports(n: int) -> list[int]:
+    """n TCP ports on 127.0.0.1 that are free right now."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def cluster_addresses(n: int) -> dict[str, str]:
+    """Ids w0..w{n-1} and a tcp address on loopback for each."""
+    return {f"w{i}": f"tcp://127.0.0.1:{port}" for i, port in enumerate(free_ports(n))}
+
+
+def spawn(script: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start ``python script args...`` as a worker process sharing our terminal."""
+    return subprocess.Popen([sys.executable, script, *args])
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    """Wait for the workers; kill (by pid) whatever is still running after ``timeout`` seconds."""
+    for p in processes:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

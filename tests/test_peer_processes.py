@@ -1,0 +1,120 @@
+"""Three peers in three processes over tcp on loopback: writes, sync, watches, ephemerals, leader failover."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.peer_process import PeerProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Iterator[dict[str, PeerProcess]]:
+    ids = ["a", "b", "c"]
+    addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(ids, _free_ports(3))}
+    procs: dict[str, PeerProcess] = {}
+    try:
+        for pid in ids:
+            config = {
+                "id": pid,
+                "bind": addresses[pid],
+                "peers": {o: a for o, a in addresses.items() if o != pid},
+                "data_dir": str(tmp_path / pid),
+                "session_timeout": 2.0,
+            }
+            procs[pid] = PeerProcess(config)
+        for proc in procs.values():
+            proc.wait_started(60)
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.kill()
+
+
+def _wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_write_on_any_peer_is_visible_on_all_after_sync(cluster: dict[str, PeerProcess]) -> None:
+    for writer in cluster.values():
+        path = f"/from-{writer.id}"
+        assert writer.call("create", path, b"hello " + writer.id.encode()) == path
+    for reader in cluster.values():
+        reader.call("sync")
+        for writer in cluster.values():
+            data, stat = reader.call("get", f"/from-{writer.id}")
+            assert data == b"hello " + writer.id.encode()
+            assert stat["version"] == 0
+
+
+def test_a_watch_fires_in_another_process(cluster: dict[str, PeerProcess]) -> None:
+    a, b = cluster["a"], cluster["b"]
+    b.call("watch", "/config")
+    a.call("create", "/config", b"v1")
+    event = b.events.get(timeout=10)
+    assert event["type"] == "CREATED" and event["path"] == "/config"
+    a.call("set", "/config", b"v2")
+    event = b.events.get(timeout=10)
+    assert event["type"] == "CHANGED"
+    assert b.call("get", "/config")[0] == b"v2"  # the callback ran after the change was visible
+
+
+def test_ephemerals_of_a_killed_process_go(cluster: dict[str, PeerProcess]) -> None:
+    victim = next(p for p in cluster.values() if not p.call("is_leader"))
+    survivor = next(p for p in cluster.values() if p is not victim)
+    victim.call("create", "/workers", b"")
+    victim.call("create", "/workers/victim", b"", ephemeral=True)
+    survivor.call("sync")
+    assert survivor.call("get_children", "/workers") == ["victim"]
+    victim.kill()
+    began = time.monotonic()
+    _wait_for(lambda: survivor.call("get_children", "/workers") == [], timeout=15)
+    assert time.monotonic() - began < 2.0 + 5.0  # session_timeout plus the leader's reaction
+
+
+def test_stop_removes_ephemerals_at_once(cluster: dict[str, PeerProcess]) -> None:
+    a, b = cluster["a"], cluster["b"]
+    a.call("create", "/e", b"", ephemeral=True)
+    b.call("sync")
+    assert b.call("exists", "/e") is not None
+    a.call("stop")
+    b.call("sync")
+    assert b.call("exists", "/e") is None
+
+
+def test_after_the_leaders_sigkill_a_new_leader_is_elected_and_writes_resume(cluster: dict[str, PeerProcess]) -> None:
+    leader_id = cluster["a"].call("leader")
+    assert leader_id in cluster
+    cluster[leader_id].call("create", "/before", b"1")
+    cluster[leader_id].kill()
+    rest = [p for pid, p in cluster.items() if pid != leader_id]
+    new_leader = _wait_for(lambda: rest[0].call("leader") not in (None, leader_id) and rest[0].call("leader"))
+    assert new_leader != leader_id
+    rest[0].call("create", "/after", b"2")
+    rest[1].call("sync")
+    assert rest[1].call("get", "/before")[0] == b"1"
+    assert rest[1].call("get", "/after")[0] == b"2"
