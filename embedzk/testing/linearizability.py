@@ -306,10 +306,7 @@ class _Search:
     #: Bound on the memo of model steps (entries), so that a long search under a long timeout stays in memory.
     MEMO_LIMIT = 1_000_000
 
-    def __init__(
-        self, model: Model[Any], ops: Sequence[Operation], deadline: float | None, max_block: int | None = None
-    ) -> None:
-        self.max_block = max_block
+    def __init__(self, model: Model[Any], ops: Sequence[Operation], deadline: float | None) -> None:
         self.model = model
         self.ops = ops
         self.deadline = deadline
@@ -396,33 +393,47 @@ class _Search:
         return found, (e if e >= 0 else self.head)
 
     def _moves(self, state: Any, taken: int) -> Iterator[_Move]:
-        """Every move from a node, plain ones first."""
+        """Every move from a node: plain ones first, then blocks of one unknown operation, of two, and so on."""
         candidates, first_return = self._candidates()
         op_of, step = self.op_of, self._step
         for e in candidates:
             for after in step(op_of[e], state):
                 yield e, (), (), after
         pending = [u for u in self.unknown if u < first_return and not taken >> op_of[u] & 1]
-        if pending:
+        if not pending:
+            return
+        usable = {e: self._usable(e, pending) for e in candidates}
+        size = 1
+        while True:
+            grew = [False]
             for e in candidates:
-                yield from self._blocks(e, state, pending)
+                if len(usable[e]) >= size:
+                    yield from self._blocks(e, state, usable[e], size, grew)
+            if not grew[0]:
+                return
+            size += 1
 
-    def _blocks(self, x: int, state: Any, pending: list[int]) -> Iterator[_Move]:
-        """The moves that linearize ``x`` after a non-empty block of the ``pending`` unknown operations."""
-        op_of, keys, step = self.op_of, self.keys, self._step
-        i_x = op_of[x]
-        reach = keys[i_x]
+    def _usable(self, x: int, pending: list[int]) -> list[int]:
+        # The pending unknown operations linked to x by chains of pending unknown operations sharing keys.
+        op_of, keys = self.op_of, self.keys
+        reach = keys[op_of[x]]
         grown = True
-        while grown:  # the keys linked to x's by chains of pending unknown operations sharing keys
+        while grown:
             grown = False
             for u in pending:
                 k = keys[op_of[u]]
                 if k & reach and k & ~reach:
                     reach |= k
                     grown = True
-        usable = [u for u in pending if keys[op_of[u]] & reach]
-        if not usable:
-            return
+        return [u for u in pending if keys[op_of[u]] & reach]
+
+    def _blocks(self, x: int, state: Any, usable: list[int], size: int, grew: list[bool]) -> Iterator[_Move]:
+        """The moves that linearize ``x`` after a block of exactly ``size`` of the ``usable`` unknown operations.
+
+        Sets ``grew[0]`` if a block of that size exists at all (if none does, no larger one will).
+        """
+        op_of, step = self.op_of, self._step
+        i_x = op_of[x]
         # Blocks reaching the same state with the same operations end alike: each is extended once. Closing one
         # with x is still tried on every arrival, as whether its last operation matters depends on which it is.
         extended: set[tuple[Any, int]] = set()
@@ -438,15 +449,19 @@ class _Search:
                         continue  # changes nothing: the same as never happening
                     now_used = used | 1 << i
                     now_block, now_states = block + (u,), states + (now,)
-                    if (now, now_used) not in closed:
-                        ends = step(i_x, now)
-                        if ends and self._matters(i, before, i_x, ends):
-                            closed.add((now, now_used))
-                            for after in ends:
-                                yield x, now_block, now_states, after
-                    if (now, now_used) not in extended and (self.max_block is None or len(now_block) < self.max_block):
-                        extended.add((now, now_used))
-                        yield from grow(now, now_used, now_block, now_states)
+                    if len(now_block) < size:
+                        if (now, now_used) not in extended:
+                            extended.add((now, now_used))
+                            yield from grow(now, now_used, now_block, now_states)
+                        continue
+                    grew[0] = True
+                    if (now, now_used) in closed:
+                        continue
+                    ends = step(i_x, now)
+                    if ends and self._matters(i, before, i_x, ends):
+                        closed.add((now, now_used))
+                        for after in ends:
+                            yield x, now_block, now_states, after
 
         yield from grow(state, 0, (), ())
 
@@ -603,9 +618,7 @@ def check(
         if all(op.ret is None for op in group):
             continue  # nothing has to be explained
         try:
-            outcome = _Search(model, group, deadline, max_block=1).run()
-            if not outcome.ok and any(op.ret is None for op in group):
-                outcome = _Search(model, group, deadline).run()
+            outcome = _Search(model, group, deadline).run()
         except _TimedOut:
             elapsed = time.monotonic() - start
             return CheckResult(

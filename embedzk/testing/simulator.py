@@ -271,7 +271,7 @@ class Simulation:
         end = config.duration + config.settle
         for node in self.nodes.values():
             node.start()
-            self._schedule_ticks(node, end + 1.0)
+            self._schedule_ticks(node, end + 3.0)
         for client in range(config.clients):
             self.at(self.rng.uniform(0.1, 0.3), lambda c=client: self._client_step(c))
         if config.crashes or config.partitions or config.membership:
@@ -280,6 +280,7 @@ class Simulation:
         self._heal_all()
         self._load = False
         self._run_until(end)
+        self._check_progress(end)
         self._final_checks()
 
     # clients -------------------------------------------------------------------------------------------------------
@@ -484,7 +485,7 @@ class Simulation:
             node = SimNode(self, new_id, MemoryStorage(ConfState()))
             self.nodes[new_id] = node
             node.start()
-            self._schedule_ticks(node, self.config.duration + self.config.settle + 1.0)
+            self._schedule_ticks(node, self.config.duration + self.config.settle + 3.0)
             change = ConfChange(ConfChangeType.ADD_LEARNER, new_id)
         elif len(conf.voters) > 3:
             victim = rng.choice([v for v in conf.voters if v != leader_id] or list(conf.voters))
@@ -566,6 +567,38 @@ class Simulation:
                     f"{node_id} applies entry {entry.index} of term {entry.term}, "
                     f"but term {known[0]} was applied there elsewhere"
                 )
+
+    def _check_progress(self, now: float) -> None:
+        # Liveness, once healed: a write through the leader and a sync on every member must complete.
+        leader = self._current_leader()
+        if leader is None:
+            self.fail("no leader after the cluster was healed and settled")
+        assert leader is not None
+        answered: list[Call] = []
+        leader_replica = self.nodes[leader].replica
+        assert leader_replica is not None
+        members = set(leader_replica.conf_state().members())
+        probes = [(self.nodes[leader], "create", ("/k0", b"probe"))]
+        probes += [(node, "sync_get", ("/k0",)) for node in self.nodes.values() if node.up and node.id in members]
+        for node, kind, args in probes:
+            replica = node.replica
+            assert replica is not None
+            self._request_ids += 1
+            call = Call(-1, kind, args, self.now, f"{node.id}#{node.incarnation}")
+            self.calls.append(call)
+            self._waiting[(node.id, self._request_ids)] = (call, answered.append)
+            if kind == "sync_get":
+                replica.sync(self._request_ids, 2.0)
+            else:
+                call.request = (node.id, self._request_ids)
+                immediate = replica.submit(self._request_ids, _to_op(kind, args), 2.0)
+                if immediate is not None:
+                    self.complete(node, immediate)
+            node.pump()
+        self._run_until(now + 2.5)
+        stuck = [c for c in self.calls[-len(probes):] if c.ret is None]
+        if stuck:
+            self.fail(f"no progress after healing: {[(c.kind, c.node) for c in stuck]} got no answer")
 
     def _final_checks(self) -> None:
         up = [n for n in self.nodes.values() if n.replica is not None]
