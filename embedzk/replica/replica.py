@@ -186,7 +186,7 @@ class Replica:
         self._outbox: list[tuple[str, Any]] = []
         self._tracker = SessionTracker()
         # Forwards proposed in the current term, per origin: the network may deliver a forward twice.
-        self._proposed_forwards: dict[str, set[int]] = {}
+        self._proposed_forwards: dict[str, _SeenRequests] = {}
         self._reaping: dict[str, float] = {}
         self._last_reap = 0.0
         self._last_ping_tick = 0
@@ -393,9 +393,11 @@ class Replica:
         if not self.is_leader or fwd.term != self._node.term:
             self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, "not leader in that term")))
             return
-        seen = self._proposed_forwards.setdefault(origin, set())
-        if fwd.request_id in seen:
-            return  # a copy of one already proposed in this term
+        seen = self._proposed_forwards.get(origin)
+        if seen is None:
+            seen = self._proposed_forwards[origin] = _SeenRequests()
+        if seen.seen(fwd.request_id):
+            return  # a copy of one already proposed in this term (or one too old to tell)
         self._tracker.touch(fwd.session_id, self._now)
         try:
             self._propose(Command(origin, fwd.request_id, self._txn(fwd.session_id, fwd.op)))
@@ -691,6 +693,29 @@ class Replica:
             self._state = state
             out.state = state
 
+
+
+class _SeenRequests:
+    """The request ids of one origin proposed in this term, bounded: ids more than ``KEEP`` behind the newest
+    are forgotten, and a forward that old is treated as seen (its sender gave up on it long ago)."""
+
+    KEEP = 10_000
+    __slots__ = ("_ids", "_floor")
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._floor = 0
+
+    def seen(self, request_id: int) -> bool:
+        # Negative ids are the replica's own (session requests): few, never trimmed.
+        return 0 < request_id <= self._floor or request_id in self._ids
+
+    def add(self, request_id: int) -> None:
+        self._ids.add(request_id)
+        if len(self._ids) > 2 * self.KEEP:
+            newest = max(self._ids)
+            self._floor = newest - self.KEEP
+            self._ids = {i for i in self._ids if i > self._floor or i < 0}
 
 
 def _needs_session(op: Op) -> bool:

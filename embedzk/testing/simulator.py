@@ -599,6 +599,12 @@ class Simulation:
         stuck = [c for c in self.calls[-len(probes):] if c.ret is None]
         if stuck:
             self.fail(f"no progress after healing: {[(c.kind, c.node) for c in stuck]} got no answer")
+        # Every member holds an open session once healed (sessions lost in faults are opened again).
+        sessions = leader_replica.tree.sessions()
+        for node, kind, _args in probes:
+            replica = node.replica
+            if kind == "sync_get" and replica is not None and replica.session_id not in sessions:
+                self.fail(f"{node.id} has no open session after healing (its session: {replica.session_id})")
 
     def _final_checks(self) -> None:
         up = [n for n in self.nodes.values() if n.replica is not None]

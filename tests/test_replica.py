@@ -1,0 +1,228 @@
+"""The replica layer, driven step by step without I/O: forwarding, sessions, ephemerals, reaping, sync."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from embedzk.codec import decode, encode
+from embedzk.consensus.types import ConfState
+from embedzk.errors import BadArgumentsError, NodeExistsError, SessionExpiredError
+from embedzk.persist.memory import MemoryStorage
+from embedzk.replica import Completion, Replica, ReplicaConfig
+from embedzk.replica.messages import Forward
+from embedzk.tree.txn import CreateOp, SetDataOp
+
+TICK = 0.01
+
+
+class Cluster:
+    """Replicas over memory disks, a FIFO network with cut links, and a manual clock."""
+
+    def __init__(self, n: int = 3, session_timeout: float = 0.5, seed: int = 1) -> None:
+        self.ids = [f"r{i}" for i in range(n)]
+        conf = ConfState(voters=tuple(self.ids))
+        rng = random.Random(seed)
+        self.disks = {i: MemoryStorage(conf) for i in self.ids}
+        self.replicas = {
+            i: Replica(
+                ReplicaConfig(id=i, tick_interval=TICK, session_timeout=session_timeout, reap_interval=0.05),
+                self.disks[i],
+                random.Random(rng.random()),
+            )
+            for i in self.ids
+        }
+        self.now = 0.0
+        self.queue: list[tuple[str, str, bytes]] = []
+        self.cut: set[str] = set()
+        self.completions: dict[str, list[Completion]] = {i: [] for i in self.ids}
+        self.events: dict[str, list[Any]] = {i: [] for i in self.ids}
+
+    def pump(self, node_id: str) -> None:
+        replica = self.replicas[node_id]
+        while replica.has_ready():
+            rd = replica.ready()
+            if rd.raft is not None:
+                if rd.raft.snapshot is not None:
+                    self.disks[node_id].install_snapshot(*rd.raft.snapshot)
+                if rd.raft.entries or rd.raft.hard_state is not None:
+                    self.disks[node_id].append(rd.raft.entries, rd.raft.hard_state)
+            out = replica.advance(rd)
+            if out.snapshot is not None:
+                self.disks[node_id].save_snapshot(*out.snapshot)
+                self.disks[node_id].compact(out.compact_to)
+            for to, msg in out.messages:
+                self.queue.append((node_id, to, encode(msg)))
+            self.completions[node_id].extend(out.completions)
+            self.events[node_id].extend(out.applied)
+
+    def deliver_all(self) -> None:
+        while self.queue:
+            frm, to, data = self.queue.pop(0)
+            if frm in self.cut or to in self.cut or to not in self.replicas:
+                continue
+            self.replicas[to].receive(frm, decode(data))
+            self.pump(to)
+
+    def run(self, seconds: float) -> None:
+        for _ in range(int(round(seconds / TICK))):
+            self.now += TICK
+            for node_id, replica in self.replicas.items():
+                replica.tick(self.now, 1_700_000_000_000 + int(self.now * 1000))
+                self.pump(node_id)
+            self.deliver_all()
+
+    def leader(self) -> Replica:
+        leaders = [r for r in self.replicas.values() if r.is_leader]
+        assert len(leaders) == 1, [r.id for r in leaders]
+        return leaders[0]
+
+    def follower(self) -> Replica:
+        return next(r for r in self.replicas.values() if not r.is_leader)
+
+    def request(self, replica: Replica, op: Any, request_id: int, timeout: float = 2.0) -> Completion:
+        immediate = replica.submit(request_id, op, timeout)
+        if immediate is not None:
+            return immediate
+        self.pump(replica.id)
+        for _ in range(int(timeout / TICK) + 10):
+            for done in self.completions[replica.id]:
+                if done.request_id == request_id:
+                    return done
+            self.run(TICK)
+        raise AssertionError(f"request {request_id} never completed")
+
+
+@pytest.fixture
+def cluster() -> Cluster:
+    c = Cluster()
+    c.run(1.0)
+    return c
+
+
+def test_one_leader_and_every_replica_opens_a_session(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    assert all(r.lead == leader.id for r in cluster.replicas.values())
+    assert all(r.session_id for r in cluster.replicas.values())
+    assert len(leader.tree.sessions()) == 3
+
+
+def test_a_follower_forwards_and_reads_its_own_write(cluster: Cluster) -> None:
+    follower = cluster.follower()
+    done = cluster.request(follower, CreateOp("/x", b"1"), 1)
+    assert done.error is None and done.value == "/x"
+    # Answered only once applied here: the follower's own tree already has it.
+    assert follower.tree.get("/x")[0] == b"1"
+    again = cluster.request(follower, CreateOp("/x", b"2"), 2)
+    assert isinstance(again.error, NodeExistsError)
+
+
+def test_a_duplicated_forward_is_proposed_once(cluster: Cluster) -> None:
+    leader, follower = cluster.leader(), cluster.follower()
+    fwd = Forward(leader.term, 77, 0, SetDataOp("/", b"", -1))
+    leader.receive(follower.id, fwd)
+    leader.receive(follower.id, fwd)
+    cluster.pump(leader.id)
+    cluster.deliver_all()
+    cluster.run(0.1)
+    assert leader.tree.exists("/").version == 1  # one set, not two
+
+
+def test_a_forward_from_another_term_is_not_proposed(cluster: Cluster) -> None:
+    leader, follower = cluster.leader(), cluster.follower()
+    leader.receive(follower.id, Forward(leader.term - 1, 78, 0, SetDataOp("/", b"old", -1)))
+    cluster.pump(leader.id)
+    cluster.deliver_all()
+    cluster.run(0.1)
+    assert leader.tree.get("/")[0] == b""
+
+
+def test_invalid_requests_are_refused_before_the_log(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    before = leader.applied
+    done = leader.submit(5, CreateOp("/a/", b""), 1.0)
+    assert done is not None and isinstance(done.error, BadArgumentsError)
+    done = leader.submit(6, CreateOp("/big", b"x" * (2 << 20)), 1.0)
+    assert done is not None and isinstance(done.error, BadArgumentsError)
+    assert leader.applied == before
+
+
+def test_ephemerals_go_when_their_owner_is_cut_off_past_its_session_timeout(cluster: Cluster) -> None:
+    follower = cluster.follower()
+    done = cluster.request(follower, CreateOp("/eph", b"", ephemeral=True), 1)
+    assert done.error is None
+    old_session = follower.session_id
+    cluster.cut.add(follower.id)
+    cluster.run(1.0)  # twice the session timeout
+    leader = cluster.leader()
+    assert leader.tree.exists("/eph") is None
+    assert old_session not in leader.tree.sessions()
+    cluster.cut.clear()
+    cluster.run(1.0)
+    # Back in touch: it learnt its session expired, opened a new one, and its tree agrees.
+    assert follower.session_id not in (None, old_session)
+    assert follower.tree.exists("/eph") is None
+    assert follower.tree.digest == leader.tree.digest
+
+
+def test_ephemeral_create_without_a_session_fails_clearly() -> None:
+    c = Cluster()
+    replica = c.replicas["r0"]
+    done = replica.submit(1, CreateOp("/e", b"", ephemeral=True), 1.0)
+    assert done is not None and isinstance(done.error, SessionExpiredError)
+
+
+def test_the_leader_reaps_empty_containers_and_expired_ttl_nodes(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    assert cluster.request(leader, CreateOp("/box", b"", container=True), 1).error is None
+    assert cluster.request(leader, CreateOp("/box/item", b""), 2).error is None
+    assert cluster.request(leader, CreateOp("/ttl", b"", ttl=100), 3).error is None
+    cluster.run(0.3)
+    assert leader.tree.exists("/box") is not None  # has a child
+    assert leader.tree.exists("/ttl") is None  # unmodified for longer than 100 ms
+    from embedzk.tree.txn import DeleteOp
+
+    assert cluster.request(leader, DeleteOp("/box/item"), 4).error is None
+    cluster.run(0.3)
+    assert all(r.tree.exists("/box") is None for r in cluster.replicas.values())
+
+
+def test_sync_completes_after_every_earlier_commit_is_applied(cluster: Cluster) -> None:
+    leader, follower = cluster.leader(), cluster.follower()
+    assert cluster.request(leader, CreateOp("/s", b"v"), 1).error is None
+    follower.sync(2, 2.0)
+    for _ in range(200):
+        cluster.run(TICK)
+        if any(c.request_id == 2 for c in cluster.completions[follower.id]):
+            break
+    assert any(c.request_id == 2 and c.error is None for c in cluster.completions[follower.id])
+    assert follower.tree.get("/s")[0] == b"v"
+
+
+def test_a_new_leader_keeps_sessions_alive(cluster: Cluster) -> None:
+    old = cluster.leader()
+    sessions = set(old.tree.sessions())
+    cluster.cut.add(old.id)
+    cluster.run(0.3)  # shorter than the session timeout, long enough for an election
+    cluster.cut.clear()
+    cluster.run(0.3)
+    new = cluster.leader()
+    # The old leader's session may go (it was cut off); the others' must survive the change of leader.
+    survivors = {r.session_id for r in cluster.replicas.values() if r.id != old.id}
+    assert survivors <= set(new.tree.sessions())
+    assert survivors <= sessions
+
+
+def test_the_record_of_proposed_forwards_stays_bounded() -> None:
+    from embedzk.replica.replica import _SeenRequests
+
+    seen = _SeenRequests()
+    seen.add(-1)
+    for request_id in range(1, 3 * _SeenRequests.KEEP):
+        assert not seen.seen(request_id)
+        seen.add(request_id)
+    assert seen.seen(-1) and not seen.seen(-2)
+    assert seen.seen(1)  # forgotten, and treated as seen: too old to propose again
+    assert len(seen._ids) <= 2 * _SeenRequests.KEEP + 1
