@@ -1,1 +1,21 @@
-"""testing."""
+"""Testing tools: the deterministic simulator, the linearizability checker, and LocalCluster for users' tests.
+
+``from embedzk.testing import LocalCluster`` runs a whole cluster inside one process (see
+:mod:`embedzk.testing.cluster`); :mod:`embedzk.testing.simulator` and :mod:`embedzk.testing.linearizability` are
+what the project's own seeded simulations use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["LocalCluster"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the simulator does not need the Peer, ZeroMQ or LevelDB.
+    if name == "LocalCluster":
+        from embedzk.testing.cluster import LocalCluster
+
+        return LocalCluster
+    raise AttributeError(f"module 'embedzk.testing' has no attribute {name!r}")

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             failed += 1
             print(problem, flush=True)
+        done = seed - args.start + 1
+        if done % 500 == 0:
+            print(f"progress: {done} seeds run, {failed} failed, {time.monotonic() - began:.0f}s", flush=True)
     elapsed = time.monotonic() - began
     print(f"totals: {totals}")
     print(f"{args.seeds - failed} passed, {failed} failed in {elapsed:.1f}s")
