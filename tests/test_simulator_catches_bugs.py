@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from embedzk.replica.replica import Replica
+from embedzk.replica.replica import Replica, _read_ctx
 from embedzk.testing.simulate import run_seed
 from embedzk.testing.simulator import SimNode
 
@@ -27,14 +27,8 @@ def _first_failure(seeds: range) -> str | None:
 
 def test_sync_that_does_not_wait_for_the_read_index_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # The bug: sync() answers at once, as if the local replica were always up to date.
-    def stale_read_state(self: Replica, index: int, ctx: bytes) -> None:
-        Replica._on_read_state.__wrapped__(self, 0, ctx)  # type: ignore[attr-defined]
-
-    original = Replica._on_read_state
-    stale_read_state.__wrapped__ = original  # type: ignore[attr-defined]
-
     def ask_nobody(self: Replica, pending: Any) -> None:
-        pending.read_index = 0
+        self._on_read_state(0, _read_ctx(self.id, pending.request_id))
 
     monkeypatch.setattr(Replica, "_ask_read_index", ask_nobody)
     problem = _first_failure(range(0, 60))

@@ -183,6 +183,8 @@ class Replica:
         self._lead = self._node.lead
         self._pending: dict[int, _Pending] = {}
         self._completed: list[Completion] = []
+        # Syncs whose read index is known, waiting for it to be applied here.
+        self._granted: dict[int, _Pending] = {}
         self._outbox: list[tuple[str, Any]] = []
         self._tracker = SessionTracker()
         # Forwards proposed in the current term, per origin: the network may deliver a forward twice.
@@ -458,12 +460,18 @@ class Replica:
         pending = self._pending.get(request_id) if request_id is not None else None
         if pending is not None and pending.op is None and pending.read_index is None:
             pending.read_index = index
+            self._granted[pending.request_id] = pending
 
     def _complete_reads(self, out: ReplicaOutput) -> None:
-        for pending in list(self._pending.values()):
-            if pending.op is None and pending.read_index is not None and self.applied >= pending.read_index:
-                del self._pending[pending.request_id]
-                self._completed.append(Completion(pending.request_id))
+        if not self._granted:
+            return
+        for request_id, pending in list(self._granted.items()):
+            if self._pending.get(request_id) is not pending:
+                del self._granted[request_id]  # timed out meanwhile
+            elif self.applied >= (pending.read_index or 0):
+                del self._granted[request_id]
+                del self._pending[request_id]
+                self._completed.append(Completion(request_id))
 
     # applying ---------------------------------------------------------------------------------------------------
 
