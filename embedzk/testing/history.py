@@ -37,15 +37,22 @@ Times and zxids
 ---------------
 ``call`` is when the client invoked the operation and ``ret`` when it saw the answer, on one clock shared by
 all clients (the simulator's virtual clock). ``ret`` None means the outcome is unknown: the operation may take
-effect at any moment after ``call``, or never.
+effect at any moment after ``call``, or never. Equal times count as concurrent.
 
-``zxid`` is what :func:`~embedzk.testing.linearizability.check_client_order` needs for plain (not linearizable)
-reads. For a read (``get``, ``sync_get``) it is the index the serving replica had applied when it answered. For a
-write (``create``, ``set``, ``delete``, ``multi``) it is the index of the log entry that carried it, whether the
-write succeeded or failed its condition; the recorder may fill it in after the run for a write whose outcome is
-unknown but which the final log shows committed (see :meth:`HistoryRecorder.annotate`). None: not known.
+``zxid`` says where the store put the operation. For a read (``get``, ``sync_get``) it is the index the serving
+replica had applied when it answered. For a write (``create``, ``set``, ``delete``, ``multi``) it is the index of
+the log entry that carried it, whether the write succeeded or failed its condition. None: not known.
+:func:`~embedzk.testing.linearizability.check_client_order` needs zxids (it judges plain reads by them);
+:func:`~embedzk.testing.linearizability.check` does not, and its verdict never depends on them, but it tries the
+order they give first, which makes it much faster on large histories.
 
-``node`` names the replica that served the call; only explanations print it.
+Unknown outcomes are what makes checking expensive. A simulator that can read the final log should resolve them:
+a write whose outcome the client never learnt but which the log shows committed keeps ``ret`` None and gets the
+entry's index as ``zxid`` (:meth:`HistoryRecorder.annotate`); one the log shows never committed may simply be left
+out of the history. Unknown reads constrain nothing and are ignored.
+
+``node`` names the replica that served the call; only explanations (and, if asked, sessions of
+``check_client_order``) use it.
 """
 
 from __future__ import annotations
