@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -17,7 +16,6 @@ from hypothesis import strategies as st
 
 from embedzk.testing.history import HistoryRecorder, Operation, as_operations
 from embedzk.testing.linearizability import (
-    CheckResult,
     ZnodeModel,
     check,
     check_client_order,

@@ -67,7 +67,7 @@ class Cluster:
             self.pump(to)
 
     def run(self, seconds: float) -> None:
-        for _ in range(int(round(seconds / TICK))):
+        for _ in range(round(seconds / TICK)):
             self.now += TICK
             for node_id, replica in self.replicas.items():
                 replica.tick(self.now, 1_700_000_000_000 + int(self.now * 1000))

@@ -31,7 +31,7 @@ def test_sync_that_does_not_wait_for_the_read_index_is_caught(monkeypatch: pytes
         self._on_read_state(0, _read_ctx(self.id, pending.request_id))
 
     monkeypatch.setattr(Replica, "_ask_read_index", ask_nobody)
-    problem = _first_failure(range(0, 60))
+    problem = _first_failure(range(60))
     assert problem is not None, "a sync that reads stale data went unnoticed in 60 seeds"
     assert "linearizable" in problem or "sequentially consistent" in problem
     assert "replay: python -m embedzk.testing.simulate --seed" in problem
@@ -62,5 +62,5 @@ def test_a_disk_that_loses_acknowledged_entries_is_caught(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(SimNode, "start", start)
     monkeypatch.setattr(SimNode, "crash", crash)
-    problem = _first_failure(range(0, 60))
+    problem = _first_failure(range(60))
     assert problem is not None, "writes lost in crashes went unnoticed in 60 seeds"

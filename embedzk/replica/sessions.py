@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 class SessionTracker:
     """Last-heard times of the open sessions, on the leader. Times are the driver's monotonic seconds."""
 
-    __slots__ = ("_last_heard", "_closing")
+    __slots__ = ("_closing", "_last_heard")
 
     def __init__(self) -> None:
         self._last_heard: dict[int, float] = {}

@@ -7,7 +7,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from embedzk.testing.history import Operation
-from embedzk.testing.linearizability import check, check_client_order, linearizable_subset
+from embedzk.testing.linearizability import (
+    check,
+    check_client_order,
+    linearizable_subset,
+)
 
 #: Wall-clock seconds the linearizability search may take for one run before the verdict is "unknown" (a failure:
 #: a history the checker cannot decide is one we cannot vouch for).
