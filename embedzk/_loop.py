@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +23,16 @@ from embedzk.errors import DecodeError, EmbedZKError, PeerStoppedError
 from embedzk.persist.base import Storage
 from embedzk.replica import Completion, Replica, ReplicaOutput
 from embedzk.transport.base import Transport
+from embedzk.tree.txn import Op
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[[ReplicaOutput], None]
+
+# What the application threads queue for the loop: (kind, argument, future, ...).
+_CALL = "call"
+_OP = "op"
+_SYNC = "sync"
 
 
 class Loop:
@@ -40,15 +47,20 @@ class Loop:
         tick_interval: float,
         on_output: Hook,
         name: str,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.replica = replica
         self.storage = storage
         self.transport = transport
         self.tick_interval = tick_interval
         self._on_output = on_output
-        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any] | None]] = queue.SimpleQueue()
+        self._on_crash = on_crash
+        self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake_pending = False
         self._waiting: dict[int, tuple[Future[Any], Callable[[Any], Any], float, bool]] = {}
-        self._next_request = 0
+        # Request ids start at a random point: the leader drops a forwarded request whose (origin, id) it already
+        # proposed in the current term, and a peer restarted within one term must not look like its own copy.
+        self._next_request = random.randrange(1, 1 << 48)
         self._running = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.crashed: BaseException | None = None
@@ -70,6 +82,11 @@ class Loop:
             self._thread.join(timeout)
 
     @property
+    def outstanding(self) -> int:
+        """Requests started and not yet answered (read it on the loop thread)."""
+        return len(self._waiting)
+
+    @property
     def thread(self) -> threading.Thread:
         """The loop thread."""
         return self._thread
@@ -77,41 +94,44 @@ class Loop:
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the loop thread; the future holds its result (or exception)."""
         future: Future[Any] = Future()
-        if not self._running:
-            future.set_exception(PeerStoppedError("the peer is not running"))
-            return future
-        self._calls.put((fn, future))
-        self.transport.wake()
+        self._put((_CALL, fn, future), future)
         return future
 
-    def request(
+    def submit(
         self,
-        submit: Callable[[int], Completion | None],
-        transform: Callable[[Any], Any],
+        op: Op,
+        timeout: float,
+        transform: Callable[[Any], Any] | None = None,
         errors_as_values: bool = False,
     ) -> Future[Any]:
-        """Start a replica request on the loop thread; the future resolves when its completion comes out.
+        """Submit ``op`` to the replica; the future resolves when its completion comes out (once applied here).
 
-        ``submit(request_id)`` starts it (``replica.submit`` or ``replica.sync``) and may complete it at once;
-        ``transform`` turns the completion's value into what the caller gets. With ``errors_as_values`` a failed
-        request whose completion still carries a value (a multi's per-operation results) resolves to that value.
+        ``transform`` turns the completion's value into what the caller gets (None: the value itself). With
+        ``errors_as_values`` a failed request whose completion still carries a value (a multi's per-operation
+        results) resolves to that value.
         """
         future: Future[Any] = Future()
+        self._put((_OP, op, future, transform, errors_as_values, timeout), future)
+        return future
+
+    def sync(self, timeout: float) -> Future[Any]:
+        """Ask the replica for a read barrier (read-index); the future resolves to None once it is passed here."""
+        future: Future[Any] = Future()
+        self._put((_SYNC, None, future, None, False, timeout), future)
+        return future
+
+    def _put(self, item: tuple[Any, ...], future: Future[Any]) -> None:
         if not self._running:
             future.set_exception(PeerStoppedError("the peer is not running"))
-            return future
-
-        def start() -> None:
-            self._next_request += 1
-            request_id = self._next_request
-            self._waiting[request_id] = (future, transform, time.monotonic(), errors_as_values)
-            immediate = submit(request_id)
-            if immediate is not None:
-                self._complete(immediate)
-
-        self._calls.put((start, None))
-        self.transport.wake()
-        return future
+            return
+        self._calls.put(item)
+        # One wake per batch of calls: the loop clears the flag before it drains the queue, so a call queued
+        # after the drain began always wakes it again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.transport.wake()
+        if not self._running:  # stopped meanwhile: the loop may have drained the queue for the last time
+            self._fail_calls(PeerStoppedError("the peer stopped"))
 
     # -- the loop thread ----------------------------------------------------------------------------------------
 
@@ -135,6 +155,11 @@ class Loop:
         except BaseException as exc:  # the loop must never die silently: whoever waits is told
             self.crashed = exc
             log.exception("the peer's loop thread failed")
+            if self._on_crash is not None:
+                try:
+                    self._on_crash(exc)
+                except Exception:
+                    log.exception("reporting the loop's failure failed")
         finally:
             self._running = False
             self._fail_all(PeerStoppedError("the peer stopped"))
@@ -149,20 +174,33 @@ class Loop:
         self.replica.receive(frm, msg)
 
     def _run_calls(self) -> None:
+        self._wake_pending = False
+        get = self._calls.get_nowait
+        replica = self.replica
         while True:
             try:
-                fn, future = self._calls.get_nowait()
+                item = get()
             except queue.Empty:
                 return
-            if future is None:
-                fn()
-                continue
+            kind = item[0]
+            future = item[2]
             if not future.set_running_or_notify_cancel():
                 continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
+            if kind is _CALL:
+                try:
+                    future.set_result(item[1]())
+                except BaseException as exc:
+                    future.set_exception(exc)
+                continue
+            self._next_request += 1
+            request_id = self._next_request
+            self._waiting[request_id] = (future, item[3], time.monotonic(), item[4])
+            if kind is _OP:
+                immediate = replica.submit(request_id, item[1], item[5])
+                if immediate is not None:
+                    self._complete(immediate)
+            else:
+                replica.sync(request_id, item[5])
 
     def _pump(self) -> None:
         replica = self.replica
@@ -195,7 +233,7 @@ class Loop:
             future.set_exception(completion.error)
             return
         try:
-            future.set_result(transform(completion.value))
+            future.set_result(completion.value if transform is None else transform(completion.value))
         except EmbedZKError as exc:
             future.set_exception(exc)
 
@@ -204,10 +242,14 @@ class Loop:
             if not future.done():
                 future.set_exception(error)
         self._waiting.clear()
+        self._fail_calls(error)
+
+    def _fail_calls(self, error: EmbedZKError) -> None:
         while True:
             try:
-                _fn, future = self._calls.get_nowait()
+                item = self._calls.get_nowait()
             except queue.Empty:
                 return
-            if future is not None and not future.done():
+            future = item[2]
+            if future.set_running_or_notify_cancel():
                 future.set_exception(error)

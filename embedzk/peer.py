@@ -8,13 +8,14 @@ to the local tree, which is why they take microseconds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -26,7 +27,6 @@ from embedzk.consensus.types import ConfState
 from embedzk.errors import (
     BadArgumentsError,
     ConfigurationError,
-    EmbedZKError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
@@ -36,42 +36,58 @@ from embedzk.errors import (
 from embedzk.model import EventType, KeeperState, Stat, WatchedEvent
 from embedzk.persist.base import Storage
 from embedzk.persist.memory import MemoryStorage
+from embedzk.recipes.mixin import PeerRecipes
 from embedzk.replica import Replica, ReplicaConfig, ReplicaOutput
 from embedzk.transport.base import Transport
 from embedzk.tree import validate_path
-from embedzk.tree.txn import CheckOp, CloseSessionOp, CreateOp, DeleteOp, MultiOp, Op, SetDataOp
+from embedzk.tree.txn import (
+    CheckOp,
+    CloseSessionOp,
+    CreateOp,
+    DeleteOp,
+    MultiOp,
+    Op,
+    SetDataOp,
+    SubOp,
+)
 from embedzk.tree.watches import WatchKind, WatchRegistry
 
 log = logging.getLogger(__name__)
 
 WatchFn = Callable[[WatchedEvent], Any]
-_SCHEMES = ("tcp://", "ipc://", "inproc://")
 
 
 class _SignalTarget:
     """A persistent watch's registry entry: fires its blinker signal."""
 
-    __slots__ = ("signal", "recursive")
+    __slots__ = ("recursive", "signal")
 
     def __init__(self, signal: blinker.Signal, recursive: bool) -> None:
         self.signal = signal
         self.recursive = recursive
 
 
-class Peer:
+class Peer(PeerRecipes):
     """A member of an embedzk cluster. See API.md; every public method is thread-safe.
 
     ``peers`` maps the other voting members' ids to where they listen. With no peers the peer is a working
     one-member cluster (the embedded default). ``data_dir`` None keeps everything in memory (lost on stop).
     ``observer`` True makes a replica that does not vote: it serves local reads, forwards writes and joins the
     cluster as a learner. Times are seconds.
+
+    Keyword-only tuning: ``tick_interval`` x ``election_tick`` is the election timeout (0.3 s by default; a leader
+    that dies is replaced within one to two of it); ``request_timeout`` bounds every write and sync;
+    ``snapshot_entries`` is how many applied entries trigger a snapshot and log compaction; ``cluster`` names the
+    cluster in every frame, so that two clusters on shared ports ignore each other. ``transport`` and ``storage``
+    replace the ZeroMQ transport and the storage chosen by ``data_dir`` (tests and embedding); ``zmq_context`` is
+    the ZeroMQ context to use (default: the process's shared one, which ``inproc://`` needs).
     """
 
     def __init__(
         self,
         id: str,
         bind: str | None = None,
-        peers: Mapping[str, str] | None = None,
+        peers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         observer: bool = False,
         session_timeout: float = 10.0,
@@ -83,10 +99,11 @@ class Peer:
         snapshot_entries: int = 10_000,
         max_data_bytes: int = 1 << 20,
         transport: Transport | None = None,
+        storage: Storage | None = None,
         zmq_context: Any = None,
     ) -> None:
-        peers = dict(peers or {})
-        _check_config(id, bind, peers, observer, session_timeout, tick_interval, election_tick)
+        peers = _peer_map(peers)
+        _check_config(id, bind, peers, observer, session_timeout, tick_interval, election_tick, request_timeout)
         self.id = id
         self.observer = observer
         self.cluster = cluster
@@ -99,7 +116,10 @@ class Peer:
         self._election_tick = election_tick
         self._snapshot_entries = snapshot_entries
         self._max_data_bytes = max_data_bytes
+        if storage is not None and data_dir is not None:
+            raise ConfigurationError("give either data_dir or storage, not both")
         self._transport_given = transport
+        self._storage_given = storage
         self._zmq_context = zmq_context
         self._lock = threading.RLock()
         self._started = False
@@ -115,6 +135,9 @@ class Peer:
         self._listeners: list[Callable[[KeeperState], Any]] = []
         self._state = KeeperState.SUSPENDED
         self._leader: str | None = None
+        self._crashed: BaseException | None = None
+        # The tree as the loop last handed it out: what a snapshot from the leader is compared with.
+        self._tree_seen: Any = None
         #: Sent with ``leader=`` (the new leader's id, or None) whenever the known leader changes.
         self.leader_changed = blinker.Signal("leader_changed")
         #: Sent with ``state=`` (a KeeperState) whenever this peer's state changes.
@@ -136,7 +159,10 @@ class Peer:
                 return
             self._open()
             self._started = True
-        if not self._connected.wait(timeout):
+        connected = self._connected.wait(timeout)
+        if self._stopped or self._crashed is not None:
+            raise self._not_running()
+        if not connected:
             self.stop(close_session=False)
             raise OperationTimeoutError(
                 f"peer {self.id} found no leader within {timeout}s (is a majority of {sorted(self._voters())} up?)"
@@ -150,20 +176,67 @@ class Peer:
             self._stopped = True
             if not self._started:
                 return
+        self._connected.set()  # a start() still waiting gives up at once
         loop = self._loop
-        assert loop is not None and self._replica is not None
-        session = self._replica.session_id
-        if close_session and session and loop.crashed is None:
+        assert loop is not None
+        # On the loop thread itself (a future's callback calling stop()), nothing it waits for could complete.
+        on_loop = threading.current_thread() is loop.thread
+        closing = self._close_session_async(timeout) if close_session and not on_loop else None
+        if closing is not None:
             try:
-                self._write(CloseSessionOp(session), lambda v: None).result(timeout)
+                closing.result(timeout)
             except Exception as exc:  # the cluster may have no quorum: the session then expires by itself
-                log.info("peer %s: could not close session %#x at stop: %s", self.id, session, exc)
+                log.info("peer %s: could not close its session at stop: %r", self.id, exc)
+        if close_session and not on_loop:
+            self._hand_over_leadership(min(timeout, 2 * self._tick_interval * self._election_tick))
         loop.stop()
+        if self._state is not KeeperState.LOST:
+            self._set_state(KeeperState.LOST)  # as kazoo's stop(): listeners hear that the session is gone
         self._dispatcher.stop()
         if self._transport is not None:
             self._transport.close()
         if self._storage is not None:
             self._storage.close()
+
+    def _hand_over_leadership(self, timeout: float) -> None:
+        """If this peer leads, hand leadership to the most up-to-date voter and wait (at most ``timeout``) until
+        it has taken over, so that a clean stop costs the cluster no election timeout (etcd does the same)."""
+        loop, replica = self._loop, self._replica
+        if loop is None or replica is None or loop.crashed is not None:
+            return
+
+        def begin() -> str | None:
+            if not replica.is_leader:
+                return None
+            status = replica.node.status()
+            voters = [v for v in replica.conf_state().voters if v != self.id and v in status.progress]
+            if not voters:
+                return None
+            target = max(voters, key=lambda v: (status.progress[v].match, v))
+            replica.transfer_leadership(target)
+            return target
+
+        try:
+            target = loop.call(begin).result(timeout)
+        except Exception:
+            return
+        if target is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and replica.lead in (self.id, None) and loop.crashed is None:
+            time.sleep(0.002)
+        log.info("peer %s: handed leadership to %s before stopping (leader now %s)", self.id, target, replica.lead)
+
+    def _close_session_async(self, timeout: float) -> Future[Any] | None:
+        """Propose the closing of this peer's session (None if it has none); used by stop()."""
+        loop = self._loop
+        replica = self._replica
+        if loop is None or replica is None or loop.crashed is not None:
+            return None
+        session = replica.session_id
+        if not session:
+            return None
+        return loop.submit(CloseSessionOp(session), timeout)
 
     def __enter__(self) -> Peer:
         self.start()
@@ -178,8 +251,10 @@ class Peer:
     def _open(self) -> None:
         voters = tuple(self._voters())
         conf = ConfState(voters=voters)
-        if self._data_dir is None:
-            storage: Storage = MemoryStorage(conf)
+        if self._storage_given is not None:
+            storage: Storage = self._storage_given
+        elif self._data_dir is None:
+            storage = MemoryStorage(conf)
         else:
             from embedzk.persist.leveldb import LevelDBStorage
 
@@ -202,6 +277,7 @@ class Peer:
             )
             replica = Replica(config, storage, random.Random())
             self._replica = replica
+            self._tree_seen = replica.tree
             transport.set_peers({k: v for k, v in replica.addresses.items() if k != self.id})
             self._loop = Loop(
                 replica,
@@ -209,6 +285,7 @@ class Peer:
                 transport,
                 tick_interval=self._tick_interval,
                 on_output=self._on_output,
+                on_crash=self._on_crash,
                 name=f"embedzk-{self.id}-loop",
             )
             self._dispatcher.start()
@@ -235,7 +312,8 @@ class Peer:
         if out.members_changed and self._transport is not None:
             self._transport.set_peers({k: v for k, v in replica.addresses.items() if k != self.id})
         if out.tree_replaced:
-            self._fire_for_replaced_tree()
+            self._fire_for_replaced_tree(self._tree_seen)
+        self._tree_seen = replica.tree
         state = replica.state
         for zxid, events in out.applied:
             for watcher, event in self._registry.trigger(events, zxid, state):
@@ -243,63 +321,90 @@ class Peer:
         if out.leader_changed:
             leader = replica.lead
             self._leader = leader
-            self._dispatcher.submit(self.leader_changed.send, self, leader=leader)
+            self._dispatcher.submit_signal(self.leader_changed, self, leader=leader)
         if out.state is not None:
-            self._state = out.state
-            if out.state is KeeperState.CONNECTED:
-                self._connected.set()
-            self._dispatcher.submit(self._notify_state, out.state)
+            self._set_state(out.state)
+
+    def _on_crash(self, exc: BaseException) -> None:
+        # The loop thread died of a bug: this peer can neither read consistently nor write any more. Its session
+        # expires on the others; here every call raises PeerStoppedError, and listeners hear LOST.
+        self._crashed = exc
+        self._connected.set()
+        if self._state is not KeeperState.LOST:
+            self._set_state(KeeperState.LOST)
+
+    def _set_state(self, state: KeeperState) -> None:
+        self._state = state
+        if state is KeeperState.CONNECTED:
+            self._connected.set()
+        self._dispatcher.submit_signal(self.state_changed, self, state=state)
+        for listener in list(self._listeners):
+            self._dispatcher.submit(listener, state)
 
     def _dispatch(self, watcher: Any, event: WatchedEvent) -> None:
         if isinstance(watcher, _SignalTarget):
-            self._dispatcher.submit(watcher.signal.send, self, event=event)
+            self._dispatcher.submit_signal(watcher.signal, self, event=event)
         else:
             self._dispatcher.submit(watcher, event)
 
-    def _fire_for_replaced_tree(self) -> None:
-        # A snapshot from the leader replaced the tree wholesale: change-by-change events are gone. Tell every
-        # watcher that its path may have changed (as ZooKeeper does for watches re-set after a reconnection).
+    def _fire_for_replaced_tree(self, old: Any) -> None:
+        # A snapshot from the leader replaced the tree wholesale: the change-by-change events in between are gone.
+        # Compare every watched path in the tree we had with the new one and fire what a watcher would have seen
+        # at least once (for a recursive watch, of its own path only: its subtree cannot be compared cheaply).
         replica = self._replica
         assert replica is not None
-        zxid = replica.applied
+        new = replica.tree
+        paths: set[str] = set()
+        for kind in WatchKind:
+            paths.update(self._registry.paths(kind))
         events = []
-        for kind in (WatchKind.DATA, WatchKind.EXIST, WatchKind.PERSISTENT, WatchKind.PERSISTENT_RECURSIVE):
-            for path in self._registry.paths(kind):
-                stat = replica.tree.exists(path)
-                events.append(_ReplacedEvent(EventType.CHANGED if stat else EventType.DELETED, path))
-        for path in self._registry.paths(WatchKind.CHILD):
-            events.append(_ReplacedEvent(EventType.CHILD, path))
-        for watcher, event in self._registry.trigger(events, zxid, replica.state):
-            self._dispatch(watcher, event)
-
-    def _notify_state(self, state: KeeperState) -> None:
-        self.state_changed.send(self, state=state)
-        for listener in list(self._listeners):
-            try:
-                listener(state)
-            except Exception:
-                log.exception("a state listener raised")
+        for path in sorted(paths):
+            before = old.exists(path) if old is not None else None
+            after = new.exists(path)
+            if before is None and after is None:
+                continue
+            if before is None:
+                events.append(_ReplacedEvent(EventType.CREATED, path))
+            elif after is None:
+                events.append(_ReplacedEvent(EventType.DELETED, path))
+            elif before.czxid != after.czxid:  # deleted and created again meanwhile
+                events.append(_ReplacedEvent(EventType.DELETED, path))
+                events.append(_ReplacedEvent(EventType.CREATED, path))
+            else:
+                if before.mzxid != after.mzxid:
+                    events.append(_ReplacedEvent(EventType.CHANGED, path))
+                if before.pzxid != after.pzxid or before.cversion != after.cversion:
+                    events.append(_ReplacedEvent(EventType.CHILD, path))
+        for event in events:
+            for watcher, watched in self._registry.trigger((event,), replica.applied, replica.state):
+                self._dispatch(watcher, watched)
 
     # ----------------------------------------------------------------------------------------------------------
     # plumbing for requests
 
     def _running_loop(self) -> Loop:
         loop = self._loop
-        if loop is None or not self._started:
-            raise PeerStoppedError(f"peer {self.id} is not started")
+        if loop is None or not self._started or self._stopped or self._crashed is not None:
+            raise self._not_running()
         return loop
 
     def _running_replica(self) -> Replica:
         replica = self._replica
-        if replica is None or not self._started:
-            raise PeerStoppedError(f"peer {self.id} is not started")
+        if replica is None or not self._started or self._stopped or self._crashed is not None:
+            raise self._not_running()
         return replica
 
-    def _write(self, op: Op, transform: Callable[[Any], Any], errors_as_values: bool = False) -> Future[Any]:
-        loop = self._running_loop()
-        replica = self._running_replica()
-        timeout = self.request_timeout
-        return loop.request(lambda rid: replica.submit(rid, op, timeout), transform, errors_as_values)
+    def _not_running(self) -> PeerStoppedError:
+        if self._crashed is not None:
+            return PeerStoppedError(f"peer {self.id} failed ({self._crashed!r}); stop it and create a new Peer")
+        if self._stopped:
+            return PeerStoppedError(f"peer {self.id} is stopped; create a new Peer to rejoin")
+        return PeerStoppedError(f"peer {self.id} is not started; call start() first")
+
+    def _write(
+        self, op: Op, transform: Callable[[Any], Any] | None = None, errors_as_values: bool = False
+    ) -> Future[Any]:
+        return self._running_loop().submit(op, self.request_timeout, transform, errors_as_values)
 
     def _on_loop(self, fn: Callable[[], Any]) -> Future[Any]:
         return self._running_loop().call(fn)
@@ -348,13 +453,12 @@ class Peer:
         op = _create_op(path, value, ephemeral, sequence, makepath, container, ttl)
         if include_data:
             return self._write(op, lambda created: (created, self._tree_stat(created)))
-        return self._write(op, lambda created: created)
+        return self._write(op)
 
     def get(self, path: str, watch: WatchFn | None = None) -> tuple[bytes, Stat]:
         """``(data, Stat)`` of ``path`` from the local replica; NoNodeError if absent. ``watch`` fires once on
         its next change or deletion."""
-        if watch is None:
-            validate_path(path)
+        if watch is None:  # the tree validates the path whenever it finds no node there
             return self._running_replica().tree.get(path)
         return self._wait(self.get_async(path, watch))
 
@@ -374,7 +478,6 @@ class Peer:
     def exists(self, path: str, watch: WatchFn | None = None) -> Stat | None:
         """The Stat of ``path``, or None. ``watch`` fires once when it is created, changed or deleted."""
         if watch is None:
-            validate_path(path)
             return self._running_replica().tree.exists(path)
         return self._wait(self.exists_async(path, watch))
 
@@ -395,7 +498,6 @@ class Peer:
         """The names of ``path``'s children (``(names, Stat)`` with ``include_data``). ``watch`` fires once when
         a child is added or removed, or the node is deleted."""
         if watch is None:
-            validate_path(path)
             return self._children(path, include_data)
         return self._wait(self.get_children_async(path, watch, include_data))
 
@@ -436,7 +538,7 @@ class Peer:
         """:meth:`set`, returning a Future."""
         _check_value(value)
         _check_version(version)
-        return self._write(SetDataOp(path, bytes(value), version), lambda stat: stat)
+        return self._write(SetDataOp(path, bytes(value), version))
 
     def delete(self, path: str, version: int = -1, recursive: bool = False) -> None:
         """Delete ``path`` if its version is ``version``. ``recursive`` deletes the whole subtree, atomically."""
@@ -457,15 +559,15 @@ class Peer:
         """:meth:`delete`, returning a Future (recursive: one attempt, as one multi)."""
         _check_version(version)
         if not recursive:
-            return self._write(DeleteOp(path, version), lambda _v: None)
+            return self._write(DeleteOp(path, version), _none)
         validate_path(path)
         tree = self._running_replica().tree
-        ops: list[Op] = []
+        ops: list[SubOp] = []
         self._subtree_deletes(tree, path, ops)
         ops.append(DeleteOp(path, version))
-        return self._write(MultiOp(tuple(ops)), lambda _v: None)
+        return self._write(MultiOp(tuple(ops)), _none)
 
-    def _subtree_deletes(self, tree: Any, path: str, ops: list[Op]) -> None:
+    def _subtree_deletes(self, tree: Any, path: str, ops: list[SubOp]) -> None:
         try:
             names = tree.get_children(path)
         except NoNodeError:
@@ -512,14 +614,7 @@ class Peer:
     def sync_async(self, path: str = "/") -> Future[None]:
         """:meth:`sync`, returning a Future."""
         validate_path(path)
-        loop = self._running_loop()
-        replica = self._running_replica()
-        timeout = self.request_timeout
-
-        def submit(request_id: int) -> None:
-            replica.sync(request_id, timeout)
-
-        return loop.request(submit, lambda _v: None)
+        return self._running_loop().sync(self.request_timeout)
 
     # ----------------------------------------------------------------------------------------------------------
     # persistent watches
@@ -531,16 +626,22 @@ class Peer:
         Recursive watches see CREATED, DELETED and CHANGED, never CHILD (ZooKeeper's rule). Connect receivers with
         ``weak=False`` (or keep a reference to them): blinker holds them weakly by default.
         """
+        return self._wait(self._watch_async(path, recursive))
+
+    def _watch_async(self, path: str, recursive: bool = False) -> Future[blinker.Signal]:
         validate_path(path)
-        key = (path, recursive)
+        key = (path, bool(recursive))
         with self._lock:
             target = self._signals.get(key)
-            if target is None:
-                target = _SignalTarget(blinker.Signal(f"watch {path}{' recursive' if recursive else ''}"), recursive)
-                self._signals[key] = target
-                kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
-                self._wait(self._on_loop(lambda: self._registry.add(kind, path, target)))
-        return target.signal
+            if target is not None:  # registered already (or queued for the loop ahead of anything asked later)
+                done: Future[blinker.Signal] = Future()
+                done.set_result(target.signal)
+                return done
+            new = _SignalTarget(blinker.Signal(f"watch {path}{' recursive' if recursive else ''}"), bool(recursive))
+            kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
+            registered = self._on_loop(lambda: self._registry.add(kind, path, new))
+            self._signals[key] = new
+        return _then(registered, lambda _v: new.signal)
 
     def unwatch(self, path: str) -> None:
         """End the persistent watches on ``path`` (recursive or not)."""
@@ -549,7 +650,7 @@ class Peer:
                 target = self._signals.pop((path, recursive), None)
                 if target is not None:
                     kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
-                    self._wait(self._on_loop(lambda t=target, k=kind: self._registry.remove(k, path, t)))
+                    self._wait(self._on_loop(functools.partial(self._registry.remove, kind, path, target)))
 
     def DataWatch(self, path: str, func: Callable[..., Any] | None = None) -> Any:  # noqa: N802 - kazoo's name
         """kazoo's DataWatch: ``func(data, stat, event)`` now and after every change of ``path``.
@@ -579,21 +680,21 @@ class Peer:
 
     @property
     def leader(self) -> str | None:
-        """The id of the leader this peer knows, or None."""
+        """The id of the leader this peer knows, or None (always None once stopped)."""
         replica = self._replica
-        return replica.lead if replica is not None else None
+        return replica.lead if replica is not None and not self._stopped else None
 
     @property
     def is_leader(self) -> bool:
         """True while this peer leads the cluster."""
         replica = self._replica
-        return bool(replica is not None and replica.is_leader)
+        return bool(replica is not None and not self._stopped and replica.is_leader)
 
     @property
     def session_id(self) -> int | None:
         """This peer's session id, or None while it has none."""
         replica = self._replica
-        return replica.session_id if replica is not None else None
+        return replica.session_id if replica is not None and not self._stopped else None
 
     @property
     def state(self) -> KeeperState:
@@ -618,23 +719,32 @@ class Peer:
 
     def stats(self) -> dict[str, Any]:
         """What ZooKeeper's ``mntr`` reports: role, term, leader, indexes, counts, latencies."""
+        return self._wait(self.stats_async())
+
+    def stats_async(self) -> Future[dict[str, Any]]:
+        """:meth:`stats`, returning a Future."""
         replica = self._running_replica()
         loop = self._running_loop()
 
         def gather() -> dict[str, Any]:
             stats = replica.stats()
+            conf = replica.conf_state()
+            stats["observer"] = self.observer
+            stats["voters"] = list(conf.voters)
+            stats["observers"] = list(conf.learners)
             stats["watch_count"] = self._registry.count()
-            latencies = sorted(loop.write_latencies)
-            if latencies:
-                stats["latency_p50_ms"] = latencies[len(latencies) // 2] * 1000
-                stats["latency_p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-                stats["latency_max_ms"] = latencies[-1] * 1000
+            stats["persistent_watches"] = len(self._signals)
+            stats["outstanding_requests"] = max(stats.get("outstanding_requests", 0), loop.outstanding)
+            stats.update(_latency_figures(loop.write_latencies))
+            stats["callbacks_pending"] = self._dispatcher.pending()
+            stats["callbacks_failed"] = self._dispatcher.failed
+            stats["callbacks_slow"] = self._dispatcher.slow
             stats["frames_rejected"] = loop.decode_errors
             if self._transport is not None:
                 stats["transport"] = self._transport.stats()
             return stats
 
-        return self._wait(self._on_loop(gather))
+        return self._on_loop(gather)
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} {self._state.value} leader={self.leader}>"
@@ -645,7 +755,7 @@ class Transaction:
 
     def __init__(self, peer: Peer) -> None:
         self._peer = peer
-        self._ops: list[Op] = []
+        self._ops: list[SubOp] = []
         self.committed = False
 
     def create(
@@ -688,7 +798,7 @@ class Transaction:
         if self.committed:
             raise ValueError("transaction already committed")
         self.committed = True
-        return self._peer._write(MultiOp(tuple(self._ops)), lambda results: results, errors_as_values=True)
+        return self._peer._write(MultiOp(tuple(self._ops)), None, errors_as_values=True)
 
     def __enter__(self) -> Transaction:
         return self
@@ -699,11 +809,49 @@ class Transaction:
 
 
 class _ReplacedEvent:
-    __slots__ = ("type", "path")
+    __slots__ = ("path", "type")
 
     def __init__(self, type: EventType, path: str) -> None:  # noqa: A002 - mirrors TreeEvent
         self.type = type
         self.path = path
+
+
+def _latency_figures(samples: Any) -> dict[str, float]:
+    """min/avg/p50/p99/max in milliseconds of the recent requests (0.0 before the first), as ZooKeeper's mntr."""
+    ordered = sorted(samples)
+    if not ordered:
+        return dict.fromkeys(("latency_min_ms", "latency_avg_ms", "latency_p50_ms", "latency_p99_ms",
+                              "latency_max_ms"), 0.0)
+    n = len(ordered)
+    return {
+        "latency_min_ms": ordered[0] * 1000,
+        "latency_avg_ms": sum(ordered) / n * 1000,
+        "latency_p50_ms": ordered[n // 2] * 1000,
+        "latency_p99_ms": ordered[min(n - 1, int(n * 0.99))] * 1000,
+        "latency_max_ms": ordered[-1] * 1000,
+    }
+
+
+def _then(future: Future[Any], fn: Callable[[Any], Any]) -> Future[Any]:
+    """A future for ``fn(result of future)``."""
+    outer: Future[Any] = Future()
+
+    def done(f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            outer.set_exception(exc)
+            return
+        try:
+            outer.set_result(fn(f.result()))
+        except BaseException as err:
+            outer.set_exception(err)
+
+    future.add_done_callback(done)
+    return outer
+
+
+def _none(_value: Any) -> None:
+    return None
 
 
 def _create_op(
@@ -734,31 +882,93 @@ def _check_watch(watch: Any) -> None:
 
 
 def _check_config(
-    id: str,
-    bind: str | None,
+    id: Any,
+    bind: Any,
     peers: dict[str, str],
     observer: bool,
-    session_timeout: float,
-    tick_interval: float,
-    election_tick: int,
+    session_timeout: Any,
+    tick_interval: Any,
+    election_tick: Any,
+    request_timeout: Any,
 ) -> None:
-    if not isinstance(id, str) or not id or len(id) > 128 or any(ord(c) < 32 for c in id):
-        raise ConfigurationError(f"peer id must be a non-empty printable string of at most 128 chars, got {id!r}")
+    """Raise ConfigurationError naming the first thing wrong with a Peer's settings."""
+    _check_id(id, "peer id")
     if id in peers:
-        raise ConfigurationError(f"peers must list the other members, not this peer's own id {id!r}")
+        raise ConfigurationError(
+            f"peers lists this peer's own id {id!r}: peers are the *other* members (give this one bind=...)"
+        )
     for other, address in peers.items():
-        if not isinstance(other, str) or not other:
-            raise ConfigurationError(f"peer ids must be non-empty strings, got {other!r}")
-        if not isinstance(address, str) or not address.startswith(_SCHEMES):
-            raise ConfigurationError(f"address of peer {other!r} must start with tcp://, ipc:// or inproc://: {address!r}")
-    if bind is not None and (not isinstance(bind, str) or not bind.startswith(_SCHEMES)):
-        raise ConfigurationError(f"bind must start with tcp://, ipc:// or inproc://, got {bind!r}")
+        _check_id(other, "the id of a member in peers")
+        _check_endpoint(address, f"the address of peer {other!r}")
+    if bind is not None:
+        _check_endpoint(bind, "bind")
     if peers and bind is None:
         raise ConfigurationError("a peer with other members must say where it listens (bind=...)")
+    by_address: dict[str, str] = {}
+    for other, address in [(id, bind), *peers.items()]:
+        if address is None or address.startswith("tcp://") and address.rsplit(":", 1)[-1] in ("0", "*"):
+            continue  # a port chosen at bind time cannot collide
+        if address in by_address:
+            raise ConfigurationError(f"peers {by_address[address]!r} and {other!r} have the same address {address!r}")
+        by_address[address] = other
     if observer and not peers:
-        raise ConfigurationError("an observer needs the voting members in peers={...}")
+        raise ConfigurationError("an observer (observer=True) needs the voting members in peers={...}")
+    for name, value in (("session_timeout", session_timeout), ("tick_interval", tick_interval),
+                        ("request_timeout", request_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(election_tick, bool) or not isinstance(election_tick, int) or election_tick < 2:
+        raise ConfigurationError(f"election_tick must be an int >= 2, got {election_tick!r}")
     election = tick_interval * election_tick
     if session_timeout < 2 * election:
         raise ConfigurationError(
-            f"session_timeout {session_timeout}s must be at least twice the election timeout ({election:.2f}s)"
+            f"session_timeout {session_timeout}s is too small: it must be at least twice the election timeout "
+            f"(tick_interval {tick_interval}s x election_tick {election_tick} = {election:.2f}s), or sessions "
+            f"would expire during an ordinary election"
         )
+
+
+def _check_id(value: Any, what: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > 128 or not value.isprintable():
+        raise ConfigurationError(f"{what} must be printable and at most 128 characters, got {value!r}")
+
+
+def _check_endpoint(address: Any, what: str) -> None:
+    if not isinstance(address, str):
+        raise ConfigurationError(f"{what} must be a string such as 'tcp://127.0.0.1:7001', got {address!r}")
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in ("tcp", "ipc", "inproc"):
+        raise ConfigurationError(f"{what} must start with tcp://, ipc:// or inproc://, got {address!r}")
+    if not rest:
+        raise ConfigurationError(f"{what} {address!r} names no {'host' if scheme == 'tcp' else 'endpoint'}")
+    if scheme == "tcp":
+        host, colon, port = rest.rpartition(":")
+        if not colon or not host:
+            raise ConfigurationError(f"{what} {address!r} must be tcp://HOST:PORT")
+        if port != "*" and not (port.isdigit() and 0 <= int(port) <= 65535):
+            raise ConfigurationError(f"{what} {address!r} has no valid port (0-65535): {port!r}")
+
+
+def _peer_map(peers: Any) -> dict[str, str]:
+    """``peers`` as a dict: a mapping, or pairs of (id, address) in which no id may repeat."""
+    if peers is None:
+        return {}
+    if isinstance(peers, Mapping):
+        return dict(peers)
+    if isinstance(peers, (str, bytes)):
+        raise ConfigurationError(f"peers must map member ids to addresses, got {peers!r}")
+    result: dict[str, str] = {}
+    try:
+        pairs = list(peers)
+    except TypeError:
+        raise ConfigurationError(f"peers must map member ids to addresses, got {peers!r}") from None
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ConfigurationError(f"peers must map member ids to addresses; {pair!r} is not an (id, address) pair")
+        other, address = pair
+        if other in result:
+            raise ConfigurationError(f"duplicate peer id {other!r} in peers ({result[other]!r} and {address!r})")
+        result[other] = address
+    return result

@@ -1,16 +1,20 @@
 """kazoo's DataWatch and ChildrenWatch, built on persistent watches so that no change is ever missed.
 
 kazoo re-registers a one-shot watch after every event, which can skip intermediate changes; here the watch stays
-registered, and each call reads the node's current state, so the function always sees the latest data.
+registered, and each call reads the node's current state, so the function always sees the latest data (several
+quick changes may thus show the same, latest, data more than once). Calls run on the peer's dispatch thread, one
+at a time, the first one (with ``event`` None) before any event.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from embedzk.errors import NoNodeError
+from embedzk.errors import NoNodeError, PeerStoppedError
 from embedzk.model import EventType, WatchedEvent
 from embedzk.tree import validate_path
 from embedzk.tree.watches import WatchKind
@@ -18,28 +22,54 @@ from embedzk.tree.watches import WatchKind
 if TYPE_CHECKING:
     from embedzk.peer import Peer
 
+log = logging.getLogger(__name__)
+
 
 class _PersistentCallback:
-    """Registers ``on_event`` as a persistent watch on the peer's loop, and removes it when stopped."""
+    """Registers ``_on_event`` as a persistent watch on the peer's loop, and removes it when stopped."""
 
     def __init__(self, peer: Peer, path: str) -> None:
         validate_path(path)
         self._peer = peer
         self._path = path
         self._stopped = False
+        self._registered = False
         self._lock = threading.Lock()
+        self._func: Callable[..., Any] | None = None
 
-    def _register(self, initial: Callable[[], Any]) -> None:
+    @property
+    def path(self) -> str:
+        """The watched path."""
+        return self._path
+
+    @property
+    def stopped(self) -> bool:
+        """True once the watch ended (the function returned False, the node went for a ChildrenWatch, or
+        :meth:`stop` was called)."""
+        return self._stopped
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Use as a decorator: the function is watched and returned unchanged."""
+        with self._lock:
+            if self._registered:
+                raise RuntimeError(f"this watch of {self._path} already has a function")
+            self._registered = True
+        self._func = func
+        self._register()
+        return func
+
+    def _register(self) -> None:
         peer = self._peer
 
         def on_loop() -> None:
             peer._registry.add(WatchKind.PERSISTENT, self._path, self._on_event)
-            # Queued behind the registration on the dispatch thread, so the first call precedes every event.
-            peer._dispatcher.submit(initial)
+            # Queued on the dispatch thread before any event of this watch can be: the first call comes first.
+            peer._dispatcher.submit(self._on_event, None)
 
         peer._wait(peer._on_loop(on_loop))
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """End the watch: the function is not called again."""
         with self._lock:
             if self._stopped:
                 return
@@ -50,74 +80,92 @@ class _PersistentCallback:
         except Exception:  # the peer is stopping: its registry goes with it
             pass
 
-    def _on_event(self, event: WatchedEvent) -> None:
+    _stop = stop
+
+    def _on_event(self, event: WatchedEvent | None) -> None:
         raise NotImplementedError
 
 
+def _takes_event(func: Callable[..., Any], positional: int) -> bool:
+    """True if ``func`` accepts more than ``positional`` positional arguments (kazoo passes the event then)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    count = 0
+    for param in params:
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            return True
+        if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count > positional
+
+
 class DataWatch(_PersistentCallback):
-    """Calls ``func(data, stat, event)`` now and after every change of ``path`` (data and stat None while the
-    node does not exist; event None on the first call). Returning False ends the watch."""
+    """kazoo's DataWatch: calls ``func(data, stat)`` (or ``func(data, stat, event)`` if it takes three arguments)
+    now and after every change of ``path``.
+
+    ``data`` and ``stat`` are None while the node does not exist; ``event`` is None on the first call. The watch
+    outlives the node: it fires again if the node is created anew. Returning False ends it.
+    """
 
     def __init__(self, peer: Peer, path: str, func: Callable[..., Any] | None = None) -> None:
         super().__init__(peer, path)
-        self._func: Callable[..., Any] | None = None
+        self._with_event = True
         if func is not None:
             self(func)
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Use as a decorator: the function is watched and returned unchanged."""
-        self._func = func
-        self._register(lambda: self._call(None))
-        return func
+        self._with_event = _takes_event(func, 2)
+        return super().__call__(func)
 
-    def _on_event(self, event: WatchedEvent) -> None:
-        if event.type is not EventType.CHILD:
-            self._call(event)
-
-    def _call(self, event: WatchedEvent | None) -> None:
+    def _on_event(self, event: WatchedEvent | None) -> None:
         if self._stopped or self._func is None:
+            return
+        if event is not None and event.type is EventType.CHILD:
             return
         try:
             data, stat = self._peer.get(self._path)
         except NoNodeError:
             data, stat = None, None
-        if self._func(data, stat, event) is False:
-            self._stop()
+        except PeerStoppedError:
+            return
+        result = self._func(data, stat, event) if self._with_event else self._func(data, stat)
+        if result is False:
+            self.stop()
 
 
 class ChildrenWatch(_PersistentCallback):
-    """Calls ``func(children)`` (or ``func(children, event)`` with ``send_event``) now and whenever the children
-    of ``path`` change. Ends when the node is deleted or the function returns False (kazoo's behaviour)."""
+    """kazoo's ChildrenWatch: calls ``func(children)`` (or ``func(children, event)`` with ``send_event``) now and
+    whenever the children of ``path`` change.
+
+    Ends when the node is deleted (or does not exist to begin with), or when the function returns False, as kazoo.
+    """
 
     def __init__(
         self, peer: Peer, path: str, func: Callable[..., Any] | None = None, send_event: bool = False
     ) -> None:
         super().__init__(peer, path)
-        self._func: Callable[..., Any] | None = None
         self._send_event = send_event
         if func is not None:
             self(func)
 
-    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Use as a decorator: the function is watched and returned unchanged."""
-        self._func = func
-        self._register(lambda: self._call(None))
-        return func
-
-    def _on_event(self, event: WatchedEvent) -> None:
-        if event.type is EventType.DELETED:
-            self._stop()
-        elif event.type is EventType.CHILD:
-            self._call(event)
-
-    def _call(self, event: WatchedEvent | None) -> None:
+    def _on_event(self, event: WatchedEvent | None) -> None:
         if self._stopped or self._func is None:
+            return
+        if event is not None and event.type is EventType.DELETED:
+            self.stop()
+            return
+        if event is not None and event.type is not EventType.CHILD:
             return
         try:
             children = self._peer.get_children(self._path)
         except NoNodeError:
-            self._stop()
+            self.stop()
+            return
+        except PeerStoppedError:
             return
         result = self._func(children, event) if self._send_event else self._func(children)
         if result is False:
-            self._stop()
+            self.stop()

@@ -93,7 +93,21 @@ def _child(config: dict[str, Any]) -> None:
                 receivers.append(receiver)
                 signal_.connect(receiver, weak=False)
                 result: Any = None
-            elif op in ("leader", "is_leader", "session_id", "state"):
+            elif op == "transaction":
+                t = peer.transaction()
+                for name, *op_args in args[0]:
+                    getattr(t, name)(*[_decode(a) for a in op_args])
+                result = t.commit()
+            elif op == "data_watch":
+                path = args[0]
+
+                def on_data(data: Any, stat: Any, event: Any, path: str = path) -> None:
+                    emit({"event": {"watch": path, "type": event.type.value if event else None, "path": path,
+                                    "data": _encode(data), "t": time.time()}})
+
+                peer.DataWatch(path, on_data)
+                result = None
+            elif op in ("leader", "is_leader", "session_id", "state", "observer"):
                 result = getattr(peer, op)
                 result = result.value if hasattr(result, "value") else result
             else:

@@ -118,3 +118,66 @@ def test_after_the_leaders_sigkill_a_new_leader_is_elected_and_writes_resume(clu
     rest[1].call("sync")
     assert rest[1].call("get", "/before")[0] == b"1"
     assert rest[1].call("get", "/after")[0] == b"2"
+
+
+def test_every_kind_of_call_across_processes(cluster: dict[str, PeerProcess]) -> None:
+    follower = next(p for p in cluster.values() if not p.call("is_leader"))
+    other = next(p for p in cluster.values() if p is not follower)
+    assert follower.call("ensure_path", "/app/jobs") is None
+    first = follower.call("create", "/app/jobs/job-", b"1", sequence=True)
+    assert first == "/app/jobs/job-0000000000"
+    results = follower.call("transaction", [
+        ["create", "/app/jobs/job-", b"2", None, False, True],
+        ["set_data", "/app/jobs/job-0000000000", b"1b", 0],
+        ["check", "/app/jobs/job-0000000000", 1],
+    ])
+    assert results[0] == "/app/jobs/job-0000000001" and results[1]["version"] == 1 and results[2] is True
+    failed = follower.call("transaction", [["create", "/app/x"], ["check", "/app", 42]])
+    assert failed == [{"error": "RolledBackError"}, {"error": "BadVersionError"}]
+    with pytest.raises(RuntimeError, match="BadVersionError"):
+        follower.call("set", "/app/jobs/job-0000000000", b"", 0)
+    with pytest.raises(RuntimeError, match="NodeExistsError"):
+        follower.call("create", "/app")
+    other.call("sync")
+    names, stat = other.call("get_children", "/app/jobs", include_data=True)
+    assert sorted(names) == ["job-0000000000", "job-0000000001"] and stat["num_children"] == 2
+    assert other.call("get", "/app/jobs/job-0000000000")[0] == b"1b"
+    other.call("delete", "/app", recursive=True)
+    follower.call("sync")
+    assert follower.call("exists", "/app") is None
+    stats = follower.call("stats")
+    assert stats["role"] == "follower" and stats["znode_count"] >= 1 and stats["state"] == "CONNECTED"
+
+
+def test_an_observer_process_joins_replicates_and_forwards(cluster: dict[str, PeerProcess], tmp_path: Any) -> None:
+    voters = {p.id: p.config["bind"] for p in cluster.values()}
+    (port,) = _free_ports(1)
+    observer = PeerProcess({
+        "id": "obs",
+        "bind": f"tcp://127.0.0.1:{port}",
+        "peers": voters,
+        "data_dir": str(tmp_path / "obs"),
+        "observer": True,
+        "session_timeout": 2.0,
+    })
+    try:
+        observer.wait_started(60)
+        assert observer.call("observer") is True
+        cluster["a"].call("create", "/seen-by-observer", b"v0")
+        observer.call("sync")
+        observer.call("data_watch", "/seen-by-observer")
+        first = observer.events.get(timeout=10)
+        assert first["data"] == {"b64": "djA="}  # b"v0": the DataWatch's first call, with the current data
+        cluster["b"].call("set", "/seen-by-observer", b"v1")
+        event = observer.events.get(timeout=10)
+        assert event["type"] == "CHANGED"
+        assert observer.call("create", "/from-observer", b"o") == "/from-observer"
+        cluster["c"].call("sync")
+        assert cluster["c"].call("get", "/from-observer")[0] == b"o"
+        leader = cluster["a"].call("leader")
+        assert leader in voters
+        stats = cluster[leader].call("stats")
+        assert stats["observers"] == ["obs"] and sorted(stats["voters"]) == sorted(voters)
+    finally:
+        observer.kill()
+    cluster["a"].call("create", "/after-observer-died")  # the observer never counted toward the quorum

@@ -121,7 +121,7 @@ def test_a_follower_forwards_and_reads_its_own_write(cluster: Cluster) -> None:
 
 def test_a_duplicated_forward_is_proposed_once(cluster: Cluster) -> None:
     leader, follower = cluster.leader(), cluster.follower()
-    fwd = Forward(leader.term, 77, 0, SetDataOp("/", b"", -1))
+    fwd = Forward(leader.term, follower.incarnation, 77, 0, SetDataOp("/", b"", -1))
     leader.receive(follower.id, fwd)
     leader.receive(follower.id, fwd)
     cluster.pump(leader.id)
@@ -132,7 +132,7 @@ def test_a_duplicated_forward_is_proposed_once(cluster: Cluster) -> None:
 
 def test_a_forward_from_another_term_is_not_proposed(cluster: Cluster) -> None:
     leader, follower = cluster.leader(), cluster.follower()
-    leader.receive(follower.id, Forward(leader.term - 1, 78, 0, SetDataOp("/", b"old", -1)))
+    leader.receive(follower.id, Forward(leader.term - 1, follower.incarnation, 78, 0, SetDataOp("/", b"old", -1)))
     cluster.pump(leader.id)
     cluster.deliver_all()
     cluster.run(0.1)
@@ -226,3 +226,59 @@ def test_the_record_of_proposed_forwards_stays_bounded() -> None:
     assert seen.seen(-1) and not seen.seen(-2)
     assert seen.seen(1)  # forgotten, and treated as seen: too old to propose again
     assert len(seen._ids) <= 2 * _SeenRequests.KEEP + 1
+
+
+def test_a_replica_cut_off_past_its_session_never_says_connected_with_the_dead_session(cluster: Cluster) -> None:
+    follower = cluster.follower()
+    old_session = follower.session_id
+    states: list[tuple[Any, Any]] = []
+    original = follower._update_state
+
+    def record(out: Any) -> None:
+        original(out)
+        if out.state is not None:
+            states.append((out.state, follower.session_id))
+
+    follower._update_state = record  # type: ignore[method-assign]
+    cluster.cut.add(follower.id)
+    cluster.run(1.0)  # twice the session timeout: the leader closed the session
+    cluster.cut.clear()
+    cluster.run(1.0)
+    from embedzk.model import KeeperState
+
+    assert (KeeperState.CONNECTED, old_session) not in states[1:], states
+    assert follower.state is KeeperState.CONNECTED and follower.session_id not in (None, old_session)
+
+
+def test_entries_of_an_earlier_incarnation_never_answer_this_ones_requests() -> None:
+    c = Cluster()
+    c.run(1.0)
+    follower = c.follower()
+    assert c.request(follower, CreateOp("/first", b""), 1).error is None
+    # Restart the follower from its disk: request ids start again at 1, and it replays the entry above.
+    fid = follower.id
+    c.replicas[fid] = Replica(
+        ReplicaConfig(id=fid, tick_interval=TICK, session_timeout=0.5, reap_interval=0.05),
+        c.disks[fid],
+        random.Random(99),
+    )
+    c.completions[fid] = []
+    restarted = c.replicas[fid]
+    assert restarted.submit(1, CreateOp("/second", b""), 2.0) is None
+    c.pump(fid)
+    c.run(0.5)
+    answers = [done for done in c.completions[fid] if done.request_id == 1]
+    assert len(answers) == 1 and answers[0].value == "/second", answers
+
+
+def test_a_forward_lost_in_transit_is_sent_again(cluster: Cluster) -> None:
+    follower = cluster.follower()
+    assert follower.submit(9, CreateOp("/lost-once", b""), 5.0) is None
+    cluster.pump(follower.id)
+    cluster.queue.clear()  # the forward is lost on the way
+    for _ in range(100):  # one second, far below the request's five
+        cluster.run(TICK)
+        if any(c.request_id == 9 for c in cluster.completions[follower.id]):
+            break
+    answers = [c for c in cluster.completions[follower.id] if c.request_id == 9]
+    assert answers and answers[0].error is None and answers[0].value == "/lost-once"

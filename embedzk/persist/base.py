@@ -13,6 +13,7 @@ bootstrapped with a snapshot at index 0 whose ConfState holds the initial member
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
@@ -25,6 +26,26 @@ class CompactedError(EmbedZKError):
 
 class UnavailableError(EmbedZKError):
     """The entry asked for is beyond the last one held."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPart:
+    """A slice of a snapshot that is saved over several calls of :meth:`Storage.save_snapshot`.
+
+    A large snapshot is handed to the storage in parts, a bounded slice per loop iteration, so that neither
+    producing nor writing it stalls the loop. The parts of one snapshot share its meta and come in order:
+    ``chunks`` are the snapshot's chunks ``first .. first + len(chunks) - 1``; the part with ``last`` set completes
+    it. Until then the snapshot is not the storage's: :meth:`Storage.snapshot_meta` and
+    :meth:`Storage.snapshot_chunks` still answer the previous one, a crash forgets the parts, and a part with
+    ``first == 0``, an installed snapshot or a whole saved one discards the parts saved so far.
+
+    Deliberately not a Sequence: a storage that does not know about parts fails on one instead of storing a slice
+    as a whole snapshot.
+    """
+
+    first: int
+    chunks: tuple[bytes, ...]
+    last: bool
 
 
 @runtime_checkable
@@ -80,9 +101,13 @@ class Storage(Protocol):
         term agrees are kept; everything else is dropped."""
         ...
 
-    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes]) -> None:
+    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes] | SnapshotPart) -> None:
         """Durably store a snapshot of this replica's own applied state (the previous one goes). The log is not
-        touched: call :meth:`compact` afterwards."""
+        touched: call :meth:`compact` afterwards.
+
+        ``chunks`` may also be one :class:`SnapshotPart` of a snapshot saved over several calls; the snapshot is
+        stored once its last part is. A part that does not continue the parts saved so far (another meta, a gap)
+        raises ValueError."""
         ...
 
     def compact(self, index: int) -> None:

@@ -16,10 +16,11 @@ StorageError naming the key and the directory, never a wrong answer.
 
 Durability and atomicity: every write method is one LevelDB write batch, synced (``sync=True``: one fsync), so a
 crash leaves either all of it or none of it. Two things are written outside that batch, and only ever as garbage
-that nothing reaches: a big snapshot's chunks are written (synced) under a new generation *before* the batch that
-switches the snapshot record over to them, and entries at or below a new compaction point, when there are many,
-are deleted *after* the batch that moves the compaction point. Opening the directory sweeps whatever garbage a
-crash left behind.
+that nothing reaches: a big snapshot's chunks (or a snapshot saved in parts, part by part, one loop iteration
+after another) are written (synced) under a new generation *before* the batch that switches the snapshot record
+over to them, and entries at or below a new compaction point, when there are many, are deleted *after* the batch
+that moves the compaction point. Opening the directory sweeps whatever garbage a crash left behind, and a new
+snapshot's generation is always above any a leftover chunk carries.
 
 Hot path: the last index, the compaction point, the hard state, the terms of the held log (as runs of equal
 terms) and the most recent entries are kept in memory, so ``term()``, ``last_index()`` and the leader's reads of
@@ -41,7 +42,7 @@ import plyvel
 from embedzk.codec import decode, encode
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
 from embedzk.errors import DecodeError, StorageError
-from embedzk.persist.base import CompactedError, UnavailableError
+from embedzk.persist.base import CompactedError, SnapshotPart, UnavailableError
 from embedzk.persist.memory import check_contiguous, limit_size
 from embedzk.persist.records import (
     FORMAT_VERSION,
@@ -196,6 +197,17 @@ class _RecentEntries:
             self._bytes -= freed
 
 
+class _Staging:
+    """A snapshot being saved in parts: its meta, the generation its chunks go under, how many are written."""
+
+    __slots__ = ("count", "generation", "meta")
+
+    def __init__(self, meta: SnapshotMeta, generation: int) -> None:
+        self.meta = meta
+        self.generation = generation
+        self.count = 0
+
+
 class LevelDBStorage:
     """The :class:`~embedzk.persist.base.Storage` protocol over a LevelDB directory owned by one replica.
 
@@ -217,6 +229,11 @@ class LevelDBStorage:
         self._last_index = 0
         self._terms = _TermRuns()
         self._recent = _RecentEntries()
+        # The highest snapshot generation that may have chunks on disk: a new snapshot's chunks go under a higher
+        # one, so they never mix with leftovers of an unfinished one (even leftovers a power cut brought back).
+        self._max_generation = 0
+        # The snapshot being saved in parts (see SnapshotPart), or None.
+        self._staging: _Staging | None = None
 
     # --- opening and closing ---------------------------------------------------------------------------------
 
@@ -391,6 +408,7 @@ class LevelDBStorage:
         # Raft's rule (thesis 5.3, InstallSnapshot step 6): a log holding meta.index with meta.term is the
         # leader's up to there, and what follows stays; otherwise the whole log goes.
         keep = self._compact_index <= meta.index <= self._last_index and self.term(meta.index) == meta.term
+        self._discard_staging()
         puts, record = self._stage_snapshot(meta, chunks)
         puts.append((_COMPACTION, seal(_COMPACTION, encode(CompactionPoint(meta.index, meta.term)))))
         # Entries past the snapshot that disagree must go in the same batch: they would be reachable otherwise.
@@ -408,19 +426,65 @@ class LevelDBStorage:
             self._terms.clear()
             self._recent.clear()
 
-    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes]) -> None:
+    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes] | SnapshotPart) -> None:
         """Durably store a snapshot of this replica's own applied state, replacing the previous one; the log
-        stays (call :meth:`compact` afterwards)."""
+        stays (call :meth:`compact` afterwards).
+
+        ``chunks`` may be one :class:`~embedzk.persist.base.SnapshotPart`: each part's chunks are written (synced)
+        under the new snapshot's generation as it comes, unreachable until the last part's batch switches the
+        snapshot record over to them."""
         self._check_usable()
+        if isinstance(chunks, SnapshotPart):
+            self._save_part(meta, chunks)
+            return
+        self._discard_staging()
+        self._check_own_snapshot(meta)
+        puts, record = self._stage_snapshot(meta, chunks)
+        self._switch(puts, self._old_chunk_keys(), range(0))
+        self._snapshot = record
+
+    def _save_part(self, meta: SnapshotMeta, part: SnapshotPart) -> None:
+        if part.first == 0:
+            self._discard_staging()
+            self._check_own_snapshot(meta)
+            self._staging = _Staging(meta, self._new_generation())
+        staging = self._staging
+        if staging is None or staging.meta != meta or staging.count != part.first:
+            have = "nothing" if staging is None else f"{staging.count} chunks of the snapshot at {staging.meta.index}"
+            raise ValueError(f"a part from chunk {part.first} of the snapshot at {meta.index} follows {have}")
+        puts = []
+        for number, chunk in enumerate(part.chunks, start=part.first):
+            key = _chunk_key(staging.generation, number)
+            puts.append((key, seal(key, bytes(chunk))))
+        if not part.last:
+            # Synced, like every batch that a later synced batch depends on (see _stage_snapshot).
+            self._write(puts, (), sync=True)
+            staging.count += len(part.chunks)
+            return
+        self._check_own_snapshot(meta)
+        self._staging = None
+        record = StoredSnapshot(meta, generation=staging.generation, chunk_count=staging.count + len(part.chunks))
+        puts.append((_SNAPSHOT, seal(_SNAPSHOT, encode(record))))
+        self._switch(puts, self._old_chunk_keys(), range(0))
+        self._snapshot = record
+
+    def _check_own_snapshot(self, meta: SnapshotMeta) -> None:
         if meta.index < self._snapshot.meta.index:
             raise ValueError(f"snapshot at {meta.index} is older than the one held, at {self._snapshot.meta.index}")
         if meta.index > self._last_index:
             raise ValueError(f"snapshot at {meta.index} is past the last entry, {self._last_index}")
         if self.term(meta.index) != meta.term:
             raise ValueError(f"snapshot at {meta.index} has term {meta.term}, the log has {self.term(meta.index)}")
-        puts, record = self._stage_snapshot(meta, chunks)
-        self._switch(puts, self._old_chunk_keys(), range(0))
-        self._snapshot = record
+
+    def _discard_staging(self) -> None:
+        """Forget a snapshot being saved in parts; its chunks go (a crash before that leaves them to open())."""
+        staging, self._staging = self._staging, None
+        if staging is not None and staging.count:
+            self._write([], [_chunk_key(staging.generation, n) for n in range(staging.count)], sync=False)
+
+    def _new_generation(self) -> int:
+        self._max_generation += 1
+        return self._max_generation
 
     def compact(self, index: int) -> None:
         """Drop entries up to and including ``index`` (at most the snapshot's index); a no-op if already done."""
@@ -445,7 +509,7 @@ class LevelDBStorage:
     ) -> tuple[list[tuple[bytes, bytes]], StoredSnapshot]:
         """Write a new snapshot's chunks under the next generation, except the last few, which are returned (with
         the snapshot record) to go into the switching batch. What is written here is unreachable until then."""
-        record = StoredSnapshot(meta, generation=self._snapshot.generation + 1, chunk_count=len(chunks))
+        record = StoredSnapshot(meta, generation=self._new_generation(), chunk_count=len(chunks))
         pending: list[tuple[bytes, bytes]] = []
         size = 0
         for number, chunk in enumerate(chunks):
@@ -658,6 +722,7 @@ class LevelDBStorage:
         garbage: list[bytes] = []
         current = _chunk_prefix(self._snapshot.generation)
         count = 0
+        self._max_generation = self._snapshot.generation
         for key in self._scan(_CHUNK, _CHUNK + b"\xff" * 13, values=False):
             if key.startswith(current) and len(key) == 13:
                 if key != _chunk_key(self._snapshot.generation, count):
@@ -665,6 +730,8 @@ class LevelDBStorage:
                 count += 1
             else:
                 garbage.append(key)
+                if len(key) >= 9:
+                    self._max_generation = max(self._max_generation, int.from_bytes(key[1:9], "big"))
         if count != self._snapshot.chunk_count:
             self._corrupt(_chunk_key(self._snapshot.generation, count), "snapshot chunk missing")
         return garbage

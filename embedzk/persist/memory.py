@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
-from embedzk.persist.base import CompactedError, UnavailableError
+from embedzk.persist.base import CompactedError, SnapshotPart, UnavailableError
 
 __all__ = ["MemoryStorage", "limit_size", "check_contiguous"]
 
@@ -62,6 +62,8 @@ class MemoryStorage:
         self._compact_term = 0
         # _entries[k] holds index _compact_index + 1 + k.
         self._entries: list[Entry] = []
+        # The parts of a snapshot being saved (its meta, its chunks so far), or None.
+        self._staged: tuple[SnapshotMeta, list[bytes]] | None = None
 
     # --- read side ---------------------------------------------------------------------------------------------
 
@@ -143,17 +145,44 @@ class MemoryStorage:
         self._compact_index, self._compact_term = meta.index, meta.term
         self._snap_meta = meta
         self._snap_chunks = tuple(chunks)
+        self._staged = None
 
-    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes]) -> None:
-        """Store a snapshot of this replica's own applied state, replacing the previous one; the log stays."""
+    def save_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes] | SnapshotPart) -> None:
+        """Store a snapshot of this replica's own applied state, replacing the previous one; the log stays.
+
+        ``chunks`` may be one :class:`~embedzk.persist.base.SnapshotPart`: the parts are gathered aside, and the
+        snapshot replaces the previous one when the last part comes."""
+        if isinstance(chunks, SnapshotPart):
+            self._save_part(meta, chunks)
+            return
+        self._staged = None
+        self._check_own_snapshot(meta)
+        self._snap_meta = meta
+        self._snap_chunks = tuple(chunks)
+
+    def _save_part(self, meta: SnapshotMeta, part: SnapshotPart) -> None:
+        if part.first == 0:
+            self._staged = None
+            self._check_own_snapshot(meta)
+            self._staged = (meta, [])
+        staged = self._staged
+        if staged is None or staged[0] != meta or len(staged[1]) != part.first:
+            have = "nothing" if staged is None else f"{len(staged[1])} chunks of the snapshot at {staged[0].index}"
+            raise ValueError(f"a part from chunk {part.first} of the snapshot at {meta.index} follows {have}")
+        staged[1].extend(part.chunks)
+        if part.last:
+            self._check_own_snapshot(meta)
+            self._staged = None
+            self._snap_meta = meta
+            self._snap_chunks = tuple(staged[1])
+
+    def _check_own_snapshot(self, meta: SnapshotMeta) -> None:
         if meta.index < self._snap_meta.index:
             raise ValueError(f"snapshot at {meta.index} is older than the one held, at {self._snap_meta.index}")
         if meta.index > self.last_index():
             raise ValueError(f"snapshot at {meta.index} is past the last entry, {self.last_index()}")
         if self.term(meta.index) != meta.term:
             raise ValueError(f"snapshot at {meta.index} has term {meta.term}, the log has {self.term(meta.index)}")
-        self._snap_meta = meta
-        self._snap_chunks = tuple(chunks)
 
     def compact(self, index: int) -> None:
         """Drop entries up to and including ``index`` (at most the snapshot's index); a no-op if already done."""
@@ -182,6 +211,7 @@ class MemoryStorage:
         copy._compact_index = self._compact_index
         copy._compact_term = self._compact_term
         copy._entries = list(self._entries)
+        copy._staged = None  # parts of an unfinished snapshot are not on the disk image
         return copy
 
     def _holds(self, index: int, term: int) -> bool:

@@ -13,12 +13,13 @@ from embedzk.tree.txn import Op, Txn
 class Command:
     """The data of a normal log entry: a transaction, and who asked for it.
 
-    ``origin`` and ``request_id`` let the peer that asked recognise its own request when the entry is applied;
-    every other replica applies the transaction all the same. ``request_id`` 0 means nobody waits for it (a
+    ``origin``, ``incarnation`` (a number the replica draws at each start, because request ids start again then)
+    and ``request_id`` let the peer that asked recognise its own request when the entry is applied; every other replica applies the transaction all the same. ``request_id`` 0 means nobody waits for it (a
     leader's own housekeeping: expiring sessions, reaping containers).
     """
 
     origin: str
+    incarnation: int
     request_id: int
     txn: Txn
 
@@ -34,6 +35,7 @@ class Forward:
     """
 
     term: int
+    incarnation: int
     request_id: int
     session_id: int
     op: Op

@@ -42,6 +42,7 @@ from embedzk.errors import (
 )
 from embedzk.model import KeeperState
 from embedzk.persist.base import Storage
+from embedzk.replica import snapshots as snapshot_jobs
 from embedzk.replica.messages import Command, Forward, ForwardRejected, Join, SessionPing, SnapshotHeader
 from embedzk.replica.sessions import SessionTracker
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
@@ -141,6 +142,8 @@ class _Pending:
     read_index: int | None = None
     #: For a sync: the tick at which read-index was last asked (asked again if no answer comes).
     asked_at: int = -1
+    #: For a forwarded write: the leader it went to (sent again to it, in the same term, if no answer comes).
+    forwarded_to: str | None = None
 
 
 class Replica:
@@ -152,6 +155,9 @@ class Replica:
         self.id = config.id
         self._storage = storage
         self._rng = rng
+        # Request ids start again at every start; entries of an earlier incarnation (replayed from disk or caught
+        # up from the leader) carry its number, so they are never taken for answers to this one's requests.
+        self.incarnation = rng.getrandbits(62)
         self.addresses: dict[str, str] = dict(config.addresses)
         self._last_time_ms = 0
         meta = storage.snapshot_meta()
@@ -188,7 +194,7 @@ class Replica:
         self._outbox: list[tuple[str, Any]] = []
         self._tracker = SessionTracker()
         # Forwards proposed in the current term, per origin: the network may deliver a forward twice.
-        self._proposed_forwards: dict[str, _SeenRequests] = {}
+        self._proposed_forwards: dict[tuple[str, int], _SeenRequests] = {}
         self._reaping: dict[str, float] = {}
         self._last_reap = 0.0
         self._last_ping_tick = 0
@@ -197,6 +203,9 @@ class Replica:
         self._session_request: int | None = None
         self._session_lost = False
         self._internal_ids = 0
+        # Whether we caught up with the cluster since we last had a leader (see _confirm_currency).
+        self._confirmed = False
+        self._confirm_request: int | None = None
         self._state: KeeperState = KeeperState.SUSPENDED
         self.decode_failures = 0
 
@@ -356,6 +365,7 @@ class Replica:
         self._check_term()
         self._complete_reads(out)
         self._maybe_snapshot(out)
+        out.completions.extend(self._drain_completions())
         self._update_state(out)
         if self._members_changed:
             self._members_changed = False
@@ -363,7 +373,6 @@ class Replica:
         if self._outbox:
             out.messages.extend(self._outbox)
             self._outbox = []
-        out.completions.extend(self._drain_completions())
         return out
 
     # ----------------------------------------------------------------------------------------------------------
@@ -373,15 +382,22 @@ class Replica:
         assert pending.op is not None
         if self.is_leader:
             try:
-                self._propose(Command(self.id, pending.request_id, self._txn(pending.session_id, pending.op)))
+                self._propose(
+                    Command(self.id, self.incarnation, pending.request_id, self._txn(pending.session_id, pending.op))
+                )
             except ProposalDroppedError:
                 return  # asked again on the next tick
             pending.sent_term = self._node.term
         elif self._node.lead is not None:
             self._outbox.append(
-                _addressed(self._node.lead, Forward(self._node.term, pending.request_id, pending.session_id, pending.op))
+                _addressed(
+                    self._node.lead,
+                    Forward(self._node.term, self.incarnation, pending.request_id, pending.session_id, pending.op),
+                )
             )
             pending.sent_term = self._node.term
+            pending.forwarded_to = self._node.lead
+            pending.asked_at = self._ticks
 
     def _txn(self, session_id: int, op: Op) -> Txn:
         # The leader decides the time; it never goes back within the log, so mtime and TTL expiry are monotonic.
@@ -395,14 +411,15 @@ class Replica:
         if not self.is_leader or fwd.term != self._node.term:
             self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, "not leader in that term")))
             return
-        seen = self._proposed_forwards.get(origin)
+        key = (origin, fwd.incarnation)
+        seen = self._proposed_forwards.get(key)
         if seen is None:
-            seen = self._proposed_forwards[origin] = _SeenRequests()
+            seen = self._proposed_forwards[key] = _SeenRequests()
         if seen.seen(fwd.request_id):
             return  # a copy of one already proposed in this term (or one too old to tell)
         self._tracker.touch(fwd.session_id, self._now)
         try:
-            self._propose(Command(origin, fwd.request_id, self._txn(fwd.session_id, fwd.op)))
+            self._propose(Command(origin, fwd.incarnation, fwd.request_id, self._txn(fwd.session_id, fwd.op)))
         except ProposalDroppedError as exc:
             self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, str(exc))))
             return
@@ -422,6 +439,15 @@ class Replica:
                 if pending.read_index is None and self._ticks - pending.asked_at >= self.config.election_tick:
                     self._ask_read_index(pending)
             elif pending.sent_term is None:
+                self._send_request(pending)
+            elif (
+                pending.forwarded_to is not None
+                and pending.forwarded_to == self._node.lead
+                and pending.sent_term == self._node.term
+                and self._ticks - pending.asked_at >= self.config.election_tick
+            ):
+                # No answer yet: the forward may have been lost. Sending it again is safe: the leader proposes a
+                # request at most once in its term, and a forward from another term not at all.
                 self._send_request(pending)
 
     def _expire_requests(self) -> None:
@@ -497,7 +523,7 @@ class Replica:
         self._after_apply(command, result)
         if result.events:
             out.applied.append((entry.index, result.events))
-        if command.origin == self.id and command.request_id:
+        if command.origin == self.id and command.incarnation == self.incarnation and command.request_id:
             self._answer(command.request_id, result)
 
     def _after_apply(self, command: Command, result: ApplyResult) -> None:
@@ -571,12 +597,16 @@ class Replica:
         if meta.index == 0 and not chunks:
             # The bootstrap snapshot: the state before the first entry (a new member takes it from the leader).
             return DataTree(max_data_bytes=self.config.max_data_bytes)
-        header = decode(chunks[0], expect=SnapshotHeader)
+        rest = iter(chunks)
+        first = next(rest, None)
+        if first is None:
+            raise DecodeError(f"the snapshot at {meta.index} holds no chunks")
+        header = decode(first, expect=SnapshotHeader)
         if header.format != SNAPSHOT_FORMAT:
             raise DecodeError(f"snapshot format {header.format} is not supported (this build reads {SNAPSHOT_FORMAT})")
         self.addresses.update(header.addresses)
         self._last_time_ms = max(self._last_time_ms, header.last_time_ms)
-        return DataTree.restore(list(chunks)[1:], max_data_bytes=self.config.max_data_bytes)
+        return DataTree.restore(rest, max_data_bytes=self.config.max_data_bytes)
 
     def _install_snapshot(self, meta: SnapshotMeta, chunks: list[bytes], out: ReplicaOutput) -> None:
         self.tree = self._restore(meta, chunks)
@@ -597,15 +627,30 @@ class Replica:
                 )
 
     def _maybe_snapshot(self, out: ReplicaOutput) -> None:
-        if self.applied - self._snapshot_index < self.config.snapshot_entries:
-            return
-        header = SnapshotHeader(SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms)
-        chunks = [encode(header), *self.tree.snapshot_chunks()]
-        term = self._storage.term(self.applied)
-        meta = SnapshotMeta(self.applied, term, self._conf_state)
-        self._snapshot_index = self.applied
-        out.snapshot = (meta, chunks)
-        out.compact_to = max(0, self.applied - self.config.keep_entries)
+        # A snapshot is a job over many calls, a bounded slice each (see embedzk/replica/snapshots.py).
+        job: snapshot_jobs.SnapshotJob | None = getattr(self, "_snapshot_job", None)
+        if job is not None and job.tree is not self.tree:
+            job.cancel()  # a snapshot from the leader replaced the tree: this one is moot
+            job = self._snapshot_job = None
+        if job is None:
+            if self.applied - self._snapshot_index < self.config.snapshot_entries:
+                return
+            header = SnapshotHeader(SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms)
+            term = self._storage.term(self.applied)
+            meta = SnapshotMeta(self.applied, term, self._conf_state)
+            self._snapshot_index = self.applied
+            job = snapshot_jobs.SnapshotJob(
+                meta,
+                self.tree,
+                encode(header),
+                self.tree.snapshot_chunks(snapshot_jobs.CHUNK_BYTES),
+                compact_to=max(0, self.applied - self.config.keep_entries),
+            )
+        chunks, done = job.step()
+        out.snapshot = (job.meta, chunks)
+        if done:
+            out.compact_to = job.compact_to
+        self._snapshot_job = None if done else job
 
     # sessions ---------------------------------------------------------------------------------------------------
 
@@ -641,8 +686,27 @@ class Replica:
         for completion in self._completed:
             if completion.request_id < 0 and completion.request_id == self._session_request:
                 self._session_request = None  # timed out or lost: asked again on the next tick
+            elif completion.request_id < 0 and completion.request_id == self._confirm_request:
+                self._confirm_request = None
+                # Caught up with everything committed when contact came back: our view of our session is current.
+                self._confirmed = completion.error is None
         self._completed = []
         return done
+
+    def _confirm_currency(self) -> None:
+        # After losing the leader, what we know may be stale (our session may have expired meanwhile): before
+        # saying CONNECTED again, catch up through a read index, as sync() does.
+        if self._node.lead is None:
+            self._confirmed = False
+            return
+        if self._confirmed or self._confirm_request is not None:
+            return
+        self._internal_ids -= 1
+        request_id = self._internal_ids
+        self._confirm_request = request_id
+        pending = _Pending(request_id, None, 0, self._now + self.config.session_timeout)
+        self._pending[request_id] = pending
+        self._ask_read_index(pending)
 
     def _ping_leader(self) -> None:
         lead = self._node.lead
@@ -673,7 +737,7 @@ class Replica:
 
     def _housekeeping(self, op: Op) -> None:
         try:
-            self._propose(Command(self.id, 0, self._txn(0, op)))
+            self._propose(Command(self.id, self.incarnation, 0, self._txn(0, op)))
         except ProposalDroppedError:
             pass  # proposed again on a later tick
 
@@ -691,9 +755,10 @@ class Replica:
         self._retry_pending()
 
     def _update_state(self, out: ReplicaOutput) -> None:
+        self._confirm_currency()
         if self._session_lost:
             state = KeeperState.LOST
-        elif self._node.lead is None or self.session_id is None:
+        elif self._node.lead is None or self.session_id is None or not self._confirmed:
             state = KeeperState.SUSPENDED
         else:
             state = KeeperState.CONNECTED

@@ -2,28 +2,60 @@
 
 ``LocalCluster(n=3)`` starts n peers talking over ``inproc://`` (one shared ZeroMQ context), each in memory or in a
 data directory of its own, and offers the faults a test wants to inject: stop or restart a member, partition
-members from each other, heal.
+members from each other, heal. ``observers=k`` adds k observers (non-voting peers) ``o0`` ... ``o{k-1}``.
+
+    from embedzk.testing import LocalCluster
 
     with LocalCluster(n=3) as cluster:
         a, b, c = cluster.peers
         a.create("/config", b"v1")
         b.sync()
         assert b.get("/config")[0] == b"v1"
-        cluster.partition(["p0"], ["p1", "p2"])
+
+        leader = cluster.leader()
+        cluster.isolate(leader.id)               # the others elect a new leader; the old one is SUSPENDED
+        others = [p for p in cluster.peers if p is not leader]
+        cluster.leader(among=others).set("/config", b"v2")
+        cluster.heal()
+        cluster.wait_connected()
+        leader.sync()
+        assert leader.get("/config")[0] == b"v2"
+
+        cluster.stop_member("p2")                # a clean stop; close_session=False: as if it crashed
+        cluster.restart_member("p2").sync()
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from embedzk.consensus.types import ConfState
 from embedzk.errors import OperationTimeoutError
 from embedzk.peer import Peer
+from embedzk.persist.memory import MemoryStorage
 from embedzk.transport.base import Transport
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something true, and return that; AssertionError after ``timeout``.
+
+    For tests of replicated state: a change made on one peer reaches the others a little later (or call
+    ``peer.sync()`` first, which waits exactly long enough).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout}s: {what or predicate}")
+        time.sleep(interval)
 
 
 class _CutLinks:
@@ -49,6 +81,7 @@ class _PartitionableTransport:
         self._inner = inner
         self._links = links
         self.id = inner.id
+        self._addresses: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -57,7 +90,14 @@ class _PartitionableTransport:
         self._inner.start()
 
     def set_peers(self, addresses: Mapping[str, str]) -> None:
+        self._addresses = dict(addresses)
         self._inner.set_peers(addresses)
+
+    def reconnect(self, pid: str) -> None:
+        """Connect to ``pid`` afresh (loop thread only): see LocalCluster.restart_member."""
+        if pid in self._addresses:
+            self._inner.set_peers({k: v for k, v in self._addresses.items() if k != pid})
+            self._inner.set_peers(self._addresses)
 
     def send(self, to: str, frame: bytes) -> bool:
         if self._links.blocked(self.id, to):
@@ -81,50 +121,86 @@ class _PartitionableTransport:
 class LocalCluster:
     """n peers in this process over inproc://, with hooks to stop, restart and partition them.
 
-    Peer ids are ``p0`` ... ``p{n-1}``. ``data_dir``: a directory under which each peer keeps ``<id>/`` (None:
-    memory only, so a restarted member comes back empty and catches up from the others). Extra keyword arguments
-    go to every Peer (``session_timeout``, ``tick_interval`` ...).
+    Voting peers are ``p0`` ... ``p{n-1}``, observers ``o0`` ... ``o{observers-1}``. ``data_dir``: a directory under
+    which each peer keeps ``<id>/`` in LevelDB; None keeps each member's log and snapshots in memory, where they
+    outlive a stop of that member as a disk would, so ``restart_member`` brings it back with what it had. Extra keyword arguments go to every Peer (``session_timeout`` defaults to 2 s here, so that
+    expiry tests run quickly).
     """
 
-    def __init__(self, n: int = 3, data_dir: str | os.PathLike[str] | None = None, **peer_options: Any) -> None:
+    def __init__(
+        self,
+        n: int = 3,
+        data_dir: str | os.PathLike[str] | None = None,
+        observers: int = 0,
+        **peer_options: Any,
+    ) -> None:
         if n < 1:
-            raise ValueError("a cluster needs at least one member")
-        self.ids = [f"p{i}" for i in range(n)]
+            raise ValueError("a cluster needs at least one voting member")
+        if observers < 0:
+            raise ValueError("observers must be >= 0")
+        self.voter_ids = [f"p{i}" for i in range(n)]
+        self.observer_ids = [f"o{i}" for i in range(observers)]
+        self.ids = self.voter_ids + self.observer_ids
         self._tag = uuid.uuid4().hex[:8]
         self.addresses = {pid: f"inproc://embedzk-local-{self._tag}-{pid}" for pid in self.ids}
         self._data_dir = os.fspath(data_dir) if data_dir is not None else None
         self._options = dict(peer_options)
         self._options.setdefault("session_timeout", 2.0)
         self._links = _CutLinks()
+        self._memory: dict[str, MemoryStorage] = {}
         self.members: dict[str, Peer | None] = dict.fromkeys(self.ids)
         self._incarnation: dict[str, int] = dict.fromkeys(self.ids, 0)
 
     # life cycle --------------------------------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> LocalCluster:
-        """Start every member; return once all are connected."""
-        for pid in self.ids:
-            self.members[pid] = self._make(pid)
+        """Start every member; return once all are connected (OperationTimeoutError after ``timeout``).
+
+        If a member cannot start (its data directory is unusable, say), every member is stopped again and that
+        member's error is raised.
+        """
         deadline = time.monotonic() + timeout
-        threads = [threading.Thread(target=self._start_one, args=(pid, deadline)) for pid in self.ids]
+        errors: dict[str, BaseException] = {}
+        try:
+            for pid in self.ids:
+                self.members[pid] = self._make(pid)
+        except BaseException:
+            self.stop()
+            raise
+        threads = [threading.Thread(target=self._start_one, args=(pid, deadline, errors)) for pid in self.ids]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        for pid in self.ids:
-            peer = self.members[pid]
-            if peer is None or not peer.connected:
-                self.stop()
-                raise OperationTimeoutError(f"{pid} did not connect within {timeout}s")
+        try:
+            if errors:
+                raise errors[min(errors)]
+            self.wait_connected(max(0.1, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def _start_one(self, pid: str, deadline: float) -> None:
+    def _start_one(self, pid: str, deadline: float, errors: dict[str, BaseException]) -> None:
         peer = self.members[pid]
         assert peer is not None
         try:
             peer.start(timeout=max(0.1, deadline - time.monotonic()))
-        except Exception:
-            pass  # reported by start()
+        except BaseException as exc:
+            errors[pid] = exc
+
+    def wait_connected(self, timeout: float = 30.0) -> None:
+        """Wait until every running member is CONNECTED and agrees on one leader."""
+        deadline = time.monotonic() + timeout
+        while True:
+            peers = self.peers
+            leaders = {p.leader for p in peers}
+            if all(p.connected for p in peers) and len(leaders) == 1 and None not in leaders:
+                return
+            if time.monotonic() >= deadline:
+                states = ", ".join(f"{p.id}: {p.state.value} leader={p.leader}" for p in peers)
+                raise OperationTimeoutError(f"the cluster did not settle within {timeout}s ({states})")
+            time.sleep(0.01)
 
     def _make(self, pid: str) -> Peer:
         from embedzk.transport.zmq import ZmqTransport
@@ -134,21 +210,44 @@ class LocalCluster:
         inner.start()
         transport = _PartitionableTransport(inner, self._links)
         data_dir = os.path.join(self._data_dir, pid) if self._data_dir is not None else None
-        others = {other: addr for other, addr in self.addresses.items() if other != pid}
+        storage = None
+        if data_dir is None:
+            if pid not in self._memory:
+                voters = tuple(sorted(self.voter_ids))
+                self._memory[pid] = MemoryStorage(ConfState(voters=voters))
+            storage = self._memory[pid]
+        # Everyone is told where the voters are; observers announce themselves to the leader when they join.
+        others = {other: self.addresses[other] for other in self.voter_ids if other != pid}
         return Peer(
             pid,
             bind=self.addresses[pid],
             peers=others,
             data_dir=data_dir,
+            observer=pid in self.observer_ids,
             cluster=f"local-{self._tag}",
             transport=transport,  # type: ignore[arg-type]
+            storage=storage,
             **self._options,
         )
 
     def stop(self) -> None:
-        """Stop every member."""
-        for pid in self.ids:
-            self.stop_member(pid)
+        """Stop every member, closing their sessions first (all at once, while the cluster still has a quorum)."""
+        running = [(pid, p) for pid, p in self.members.items() if p is not None]
+        connected = [p for _pid, p in running if p.connected]
+        closing = [f for f in (p._close_session_async(2.0) for p in connected) if f is not None]
+        deadline = time.monotonic() + 2.0
+        for future in closing:
+            try:
+                future.result(max(0.0, deadline - time.monotonic()))
+            except Exception:
+                pass  # no quorum: the sessions die with the cluster
+        threads = [
+            threading.Thread(target=self.stop_member, args=(pid, False), name=f"stop-{pid}") for pid, _p in running
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -169,23 +268,49 @@ class LocalCluster:
             raise KeyError(f"{pid} is not running")
         return peer
 
-    def leader(self, timeout: float = 10.0) -> Peer:
-        """The running member that leads, waiting up to ``timeout`` for one."""
+    @property
+    def voters(self) -> list[Peer]:
+        """The running voting members, in id order."""
+        return [p for p in self.peers if p.id in self.voter_ids]
+
+    @property
+    def observers(self) -> list[Peer]:
+        """The running observers, in id order."""
+        return [p for p in self.peers if p.id in self.observer_ids]
+
+    def leader(self, timeout: float = 10.0, among: Iterable[Peer] | None = None) -> Peer:
+        """The running member that leads (``among`` those given), waiting up to ``timeout`` for one.
+
+        An isolated old leader goes on believing it leads for up to an election timeout; ``among`` the members
+        on the majority's side finds the leader that can actually commit.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for peer in self.peers:
+            for peer in self.peers if among is None else list(among):
                 if peer.is_leader:
                     return peer
             time.sleep(0.01)
         raise OperationTimeoutError(f"no leader within {timeout}s")
 
     def stop_member(self, pid: str, close_session: bool = True) -> None:
-        """Stop one member (``close_session`` False: as if its process died; its session then expires)."""
+        """Stop one member.
+
+        A clean stop (the default) closes its session, so its ephemeral nodes go at once, and if it led, hands
+        leadership over and returns once the others agree on the new leader. ``close_session=False`` stops it as
+        if its process died: its session expires after the session timeout and, if it led, the others notice
+        only after an election timeout.
+        """
         peer = self.members[pid]
         if peer is None:
             return
         self.members[pid] = None
+        was_leader = peer.is_leader
         peer.stop(close_session=close_session)
+        if close_session and was_leader and 2 * len(self.voters) > len(self.voter_ids):
+            try:
+                self.wait_connected(5.0)
+            except OperationTimeoutError:
+                pass  # the caller will see it
 
     def restart_member(self, pid: str, timeout: float = 30.0) -> Peer:
         """Start a stopped member again (from its data directory if the cluster has one)."""
@@ -193,6 +318,12 @@ class LocalCluster:
             self.stop_member(pid)
         peer = self._make(pid)
         self.members[pid] = peer
+        # ZeroMQ never reconnects an inproc:// connection whose bound end was closed and bound again (tcp:// and
+        # ipc:// do), so the other members' connections to the restarted member are made anew, on their loops.
+        for other in self.peers:
+            transport = other._transport
+            if other is not peer and isinstance(transport, _PartitionableTransport):
+                other._on_loop(functools.partial(transport.reconnect, pid)).result(10)
         peer.start(timeout=timeout)
         return peer
 

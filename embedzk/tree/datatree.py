@@ -22,11 +22,13 @@ slots makes a failed multi roll back exactly.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import struct
 import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
+from zlib import crc32 as _crc32
 
 from embedzk.errors import (
     BadArgumentsError,
@@ -45,7 +47,7 @@ from embedzk.errors import (
 from embedzk.model import EventType, Stat
 from embedzk.tree import snapshot as _snapshot
 from embedzk.tree.digest import node_digest, node_digest_seeded, path_seed, session_digest
-from embedzk.tree.paths import ROOT, split_path, validate_path
+from embedzk.tree.paths import _BAD_CHAR, ROOT, split_path, validate_path
 from embedzk.tree.txn import (
     CheckOp,
     CloseSessionOp,
@@ -66,6 +68,7 @@ __all__ = [
     "ApplyResult",
     "DataTree",
     "Node",
+    "SnapshotStream",
     "TreeEvent",
     "ttl_of",
     "ttl_owner",
@@ -230,6 +233,10 @@ class DataTree:
         self._ephemerals: dict[int, set[str]] = {}
         self._containers: set[str] = set()
         self._ttls: set[str] = set()
+        # Copy-on-write while snapshot streams read the tree (see snapshot_chunks): how many streams are open,
+        # and the ids of the children dicts made since the newest one began, which are safe to change in place.
+        self._streams = 0
+        self._fresh: set[int] = set()
         self._handlers: dict[type, _Handler] = {
             CreateOp: self._create,
             DeleteOp: self._delete,
@@ -571,7 +578,8 @@ class DataTree:
     ) -> list[Node]:
         # kazoo's makepath, done inside the transaction: each missing ancestor is an ordinary persistent create,
         # with its own events and its own bump of its parent's cversion.
-        chain = [self._root]
+        streams = self._streams
+        chain = [self._thawed(None, ROOT, self._root) if streams else self._root]
         path = ""
         for name in parent_path.split("/")[1:]:
             node = chain[-1]
@@ -579,6 +587,8 @@ class DataTree:
             path = path + "/" + name
             children = node.children
             child = children.get(name) if children is not None else None
+            if child is not None and streams:
+                child = self._thawed(children, name, child)
             if child is None:
                 fields = _unpack(node.meta)
                 if fields[_EPHEMERAL_OWNER] > 0:
@@ -683,7 +693,11 @@ class DataTree:
     # -- the primitives: every structural change goes through them, and each one logs what it replaced.
 
     def _chain(self, path: str) -> list[Node] | None:
-        """The nodes from the root to ``path`` (both included), or None if ``path`` does not exist."""
+        """The nodes from the root to ``path`` (both included), or None if ``path`` does not exist.
+
+        The caller is about to change the tree along this chain: while a snapshot stream is open, every children
+        dict on it is first made one that the stream does not read (see :meth:`_thawed`).
+        """
         node = self._root
         chain = [node]
         if path != ROOT:
@@ -696,7 +710,37 @@ class DataTree:
                 if node is None:
                     return None
                 chain.append(node)
+        if self._streams:
+            chain[0] = self._thawed(None, ROOT, chain[0])
+            if len(chain) > 1:
+                names = path.split("/")
+                for i in range(1, len(chain)):
+                    chain[i] = self._thawed(chain[i - 1].children, names[i], chain[i])
         return chain
+
+    def _thawed(self, holder: dict[str, Node] | None, name: str, node: Node) -> Node:
+        """``node`` (held in ``holder[name]``, or the root if ``holder`` is None), made safe to change in place.
+
+        Copy-on-write for snapshot streams: a node's ``data`` and ``meta`` never change in place, but its children
+        dict does. While a stream is open, a dict made before the newest stream began may still be walked by one,
+        so it is copied before its first change since then: ``node`` is replaced, in its holder (which the caller
+        has thawed already), by a node with the same data and stat and a copy of the dict. The replacement changes
+        nothing a reader can see (the digest stays), so it needs no undo record: a rolled back transaction leaves
+        the copy in place, holding what the original held.
+        """
+        children = node.children
+        if children is None or id(children) in self._fresh:
+            return node
+        # An id in _fresh is that of a dict made after the newest stream began; such a dict is never reachable from
+        # what a stream reads, so even if it dies and its id is reused, the reuse is by a dict made later still.
+        copy = dict(children)
+        self._fresh.add(id(copy))
+        new = Node(node.data, node.meta, copy)
+        if holder is None:
+            self._root = new
+        else:
+            holder[name] = new
+        return new
 
     def _store(
         self, holder: dict[str, Node] | None, name: str, path: str, node: Node | None, undo: list[_Undo]
@@ -735,7 +779,11 @@ class DataTree:
         """Add ``child`` under the last node of ``chain``, which gets cversion + 1 and pzxid = zxid."""
         parent = chain[-1]
         f = parent_fields
-        children = parent.children if parent.children is not None else {}
+        children = parent.children
+        if children is None:
+            children = {}
+            if self._streams:
+                self._fresh.add(id(children))
         meta = _pack(f[0], f[1], zxid, f[3], f[4], f[5], _int32_inc(f[_CVERSION]), f[7], f[8])
         self._replace(chain, parent_path, Node(parent.data, meta, children), undo)
         self._store(children, name, path, child, undo)
@@ -807,39 +855,38 @@ class DataTree:
     # -----------------------------------------------------------------------------------------------------------
     # snapshots
 
-    def snapshot_chunks(self, max_chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    def snapshot_chunks(self, max_chunk_bytes: int = 1 << 20) -> SnapshotStream:
         """The whole state as a stream of CBOR chunks of at most ``max_chunk_bytes`` each.
 
         Nodes come in pre-order, after the sessions, between a header (format version, last_zxid,
         max_data_bytes) and a trailer (counts and digest). A node whose record alone exceeds the bound gets a
-        chunk of its own. The stream reads the live tree lazily: do not apply transactions until it is exhausted.
+        chunk of its own.
+
+        The stream is the state at the moment of this call, read lazily: transactions may be applied while it is
+        consumed (copy-on-write: a node is never changed in place, and a children dict that an open stream may
+        still walk is copied before its first change). A stream costs O(1) to open; each dict changed while it
+        is open is copied once. Exhaust it or :meth:`SnapshotStream.close` it to end the copying; the stream and
+        the tree must be used from one thread at a time (the one applying transactions).
         """
         sessions = [(sid, owner, timeout) for sid, (owner, timeout) in sorted(self._sessions.items())]
-        return _snapshot.write_snapshot(
+        chunks = _snapshot.write_snapshot(
             _snapshot.SnapshotHeader(_snapshot.FORMAT_VERSION, self._last_zxid, self._max_data_bytes),
             sessions,
-            self._node_records(),
-            _snapshot.SnapshotTrailer(self._count, len(sessions), self._digest),
+            _node_records(self._root),
+            _snapshot.SnapshotTrailer(self._count, len(sessions), self._digest, self._last_zxid),
             max_chunk_bytes,
         )
+        return SnapshotStream(self, chunks)
 
-    def _node_records(self) -> Iterator[_snapshot.NodeRecord]:
-        """Every node as (path, data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner)."""
-        root = self._root
-        yield (ROOT, root.data, *_unpack(root.meta))
-        stack: list[tuple[str, Iterator[tuple[str, Node]]]] = []
-        if root.children:
-            stack.append(("", iter(root.children.items())))
-        while stack:
-            prefix, items = stack[-1]
-            for name, node in items:
-                path = prefix + "/" + name
-                yield (path, node.data, *_unpack(node.meta))
-                if node.children:
-                    stack.append((path, iter(node.children.items())))
-                break
-            else:
-                stack.pop()
+    def _stream_opened(self) -> None:
+        self._streams += 1
+        # Every dict reachable now is one the new stream may walk: none is fresh any more.
+        self._fresh = set()
+
+    def _stream_closed(self) -> None:
+        self._streams -= 1
+        if not self._streams:
+            self._fresh = set()
 
     @classmethod
     def restore(cls, chunks: Iterable[bytes], *, max_data_bytes: int = 1 << 20) -> DataTree:
@@ -852,6 +899,10 @@ class DataTree:
         """
         tree = cls(max_data_bytes=max_data_bytes)
         loader = _Loader(tree)
+        # Building millions of objects that all live on would set off the cyclic collector over and over, each
+        # pass walking everything built so far (a third of the time for a million nodes); nodes form no cycles.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for record in _snapshot.read_snapshot(chunks):
                 loader.load(record)
@@ -860,7 +911,77 @@ class DataTree:
             raise
         except Exception as exc:  # noqa: BLE001 - the loader checks before it trusts; this is the last guard
             raise DecodeError(f"snapshot rejected: {type(exc).__name__}: {exc}") from None
+        finally:
+            if collecting:
+                gc.enable()
+        if collecting and tree._count >= _SETTLE_AFTER_RESTORE:
+            # The new objects would otherwise be walked by a young collection, then another, then a full one, soon
+            # and at unforeseeable moments (each a pause of a quarter second per million nodes); one full pass now
+            # moves them to the oldest generation, where only a full collection walks them again.
+            gc.collect()
         return tree
+
+
+def _node_records(root: Node) -> Iterator[_snapshot.NodeRecord]:
+    """Every node under (and including) ``root`` as (path, data, czxid, mzxid, pzxid, ctime, mtime, version,
+    cversion, aversion, owner), in pre-order; it walks only dicts that copy-on-write keeps unchanged."""
+    yield (ROOT, root.data, *_unpack(root.meta))
+    stack: list[tuple[str, Iterator[tuple[str, Node]]]] = []
+    if root.children:
+        stack.append(("", iter(root.children.items())))
+    unpack = _unpack
+    while stack:
+        prefix, items = stack[-1]
+        for name, node in items:
+            path = prefix + "/" + name
+            yield (path, node.data, *unpack(node.meta))
+            if node.children:
+                stack.append((path, iter(node.children.items())))
+                break
+        else:
+            stack.pop()
+
+
+class SnapshotStream:
+    """The chunks of a snapshot of a :class:`DataTree` as it was when :meth:`DataTree.snapshot_chunks` was called.
+
+    An iterator; while it is open the tree copies a children dict before changing it (see
+    :meth:`DataTree._thawed`). It closes itself once exhausted, on :meth:`close`, or when garbage-collected.
+    """
+
+    __slots__ = ("__weakref__", "_chunks", "_tree")
+
+    def __init__(self, tree: DataTree, chunks: Iterator[bytes]) -> None:
+        self._tree: DataTree | None = tree
+        self._chunks = chunks
+        tree._stream_opened()
+
+    def __iter__(self) -> SnapshotStream:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._tree is None:
+            raise StopIteration
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def open(self) -> bool:
+        """True until the stream is exhausted or closed."""
+        return self._tree is not None
+
+    def close(self) -> None:
+        """Stop reading: the tree stops copying for this stream. Idempotent."""
+        tree, self._tree = self._tree, None
+        if tree is not None:
+            tree._stream_closed()
+            self._chunks = iter(())
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _Loader:
@@ -871,6 +992,12 @@ class _Loader:
         self.header: _snapshot.SnapshotHeader | None = None
         self.saw_root = False
         self.trailer: _snapshot.SnapshotTrailer | None = None
+        # The path of the last node loaded and of its ancestors ("" for the root), and those nodes.
+        self.stack_paths: list[str] = []
+        self.stack_nodes: list[Node] = []
+        # The last node loaded, if it may have children (it joins the stack when a child of it comes).
+        self.prev_path: str | None = None
+        self.prev_node: Node | None = None
         # The restoring tree's own root counts again once the snapshot's root record replaces it.
         tree._count = 0
         tree._digest = 0
@@ -887,8 +1014,7 @@ class _Loader:
             for session in record.records:
                 self._session(session)
         elif isinstance(record, _snapshot.NodeBatch):
-            for node in record.records:
-                self._node(node)
+            self._nodes(record)
         else:
             self.trailer = record
 
@@ -904,7 +1030,71 @@ class _Loader:
         tree._sessions[sid] = (owner, timeout)
         tree._digest += session_digest(sid, owner, timeout)
 
-    def _node(self, record: _snapshot.NodeRecord) -> None:
+    def _nodes(self, batch: _snapshot.NodeBatch) -> None:
+        """Load a batch of node records: the common case inline, anything unusual through :meth:`_node`.
+
+        The common case is a persistent node whose parent is the previous node or one of its ancestors (which
+        pre-order makes the rule): its parent is found on a stack of the previous node's ancestors instead of by
+        a walk from the root, and as the parent's path is valid, only the new name needs checking. Every check
+        :meth:`_node` makes is made here too, or holds by construction. (A million nodes load in seconds: this
+        loop is most of a peer's restart.)
+        """
+        header = self.header
+        assert header is not None  # read_snapshot yields the header first
+        tree = self.tree
+        last_zxid = header.last_zxid
+        max_bytes = header.max_data_bytes
+        stack_paths = self.stack_paths
+        stack_nodes = self.stack_nodes
+        bad_char = _BAD_CHAR.search
+        odd_names = _ODD_NAMES
+        crc32 = _crc32
+        new_node = Node
+        digest = 0
+        count = 0
+        # The previous node, if it may have children: pushed on the stack only once it turns out to have some.
+        prev_path, prev_node = self.prev_path, self.prev_node
+        for record, meta in zip(batch.records, batch.metas):
+            path, data, czxid, mzxid, pzxid, _ctime, _mtime, _version, _cversion, aversion, owner = record
+            parent_path, slash, name = path.rpartition("/")
+            if (
+                owner
+                or aversion
+                or not slash
+                or not (0 <= czxid <= last_zxid and 0 <= mzxid <= last_zxid and 0 <= pzxid <= last_zxid)
+                or len(data) > max_bytes
+                or name in odd_names
+                or bad_char(name) is not None
+            ):
+                parent = None
+            elif prev_node is not None and parent_path == prev_path:
+                stack_paths.append(parent_path)
+                stack_nodes.append(prev_node)
+                parent = prev_node
+            else:
+                while stack_paths and stack_paths[-1] != parent_path:
+                    stack_paths.pop()
+                    stack_nodes.pop()
+                parent = stack_nodes[-1] if stack_nodes else None
+            if parent is None:
+                self.prev_path, self.prev_node = prev_path, prev_node
+                self._node(record, meta)
+                prev_path, prev_node = self.prev_path, self.prev_node
+                continue
+            node = new_node(data, meta, None)
+            children = parent.children
+            if children is None:
+                children = parent.children = {}
+            if children.setdefault(name, node) is not node:
+                raise DataInconsistencyError(f"snapshot: {path} appears twice")
+            prev_path, prev_node = path, node
+            count += 1
+            digest += crc32(data, crc32(meta, crc32(path.encode("utf-8"))))
+        self.prev_path, self.prev_node = prev_path, prev_node
+        tree._digest += digest
+        tree._count += count
+
+    def _node(self, record: _snapshot.NodeRecord, meta: bytes) -> None:
         path, data = record[0], record[1]
         fields = record[2:]
         tree = self.tree
@@ -928,7 +1118,7 @@ class _Loader:
             raise DataInconsistencyError(f"snapshot: ephemeral {path} belongs to session {owner:#x}, not open")
         if owner < 0 and owner != CONTAINER_OWNER and not ttl_of(owner):
             raise DataInconsistencyError(f"snapshot: {path} has an invalid ephemeral owner {owner:#x}")
-        node = Node(data, _pack(*fields), None)
+        node = Node(data, meta, None)
         if path == ROOT:
             if self.saw_root:
                 raise DataInconsistencyError("snapshot: the root appears twice")
@@ -936,6 +1126,9 @@ class _Loader:
                 raise DataInconsistencyError("snapshot: the root must be a persistent node")
             self.saw_root = True
             tree._root = node
+            self.stack_paths.clear()
+            self.stack_nodes.clear()
+            self.prev_path, self.prev_node = "", node
         else:
             if not self.saw_root:
                 raise DataInconsistencyError(f"snapshot: {path} comes before the root")
@@ -951,8 +1144,26 @@ class _Loader:
                 raise DataInconsistencyError(f"snapshot: {path} appears twice")
             parent.children[name] = node
             tree._index_add(path, node)
+            self._follow(parent_path, parent, path, node if owner <= 0 else None)
         tree._count += 1
         tree._digest += node_digest(path, node.meta, data)
+
+    def _follow(self, parent_path: str, parent: Node, path: str, node: Node | None) -> None:
+        """Where :meth:`_nodes` looks for the next record's parent: ``node`` (at ``path``; None for an ephemeral,
+        which has no children), then its ancestors. The parent was found by a walk from the root, so the stack of
+        ancestors restarts from it if the previous node's does not lead there."""
+        stack_paths, stack_nodes = self.stack_paths, self.stack_nodes
+        parent_key = parent_path if parent_path != ROOT else ""
+        if self.prev_node is not None and self.prev_path == parent_key:
+            stack_paths.append(parent_key)
+            stack_nodes.append(self.prev_node)
+        while stack_paths and stack_paths[-1] != parent_key:
+            stack_paths.pop()
+            stack_nodes.pop()
+        if not stack_paths:
+            stack_paths.append(parent_key)
+            stack_nodes.append(parent)
+        self.prev_path, self.prev_node = (path, node) if node is not None else (None, None)
 
     def finish(self) -> None:
         trailer = self.trailer
@@ -960,6 +1171,10 @@ class _Loader:
         assert trailer is not None  # read_snapshot ends with the trailer or raises
         if not self.saw_root:
             raise DataInconsistencyError("snapshot: the root is missing")
+        if trailer.last_zxid != -1 and trailer.last_zxid != tree._last_zxid:
+            raise DataInconsistencyError(
+                f"snapshot: the header says last_zxid {tree._last_zxid}, the trailer {trailer.last_zxid}"
+            )
         if trailer.node_count != tree._count:
             raise DataInconsistencyError(f"snapshot: {tree._count} nodes read, the trailer says {trailer.node_count}")
         if trailer.session_count != len(tree._sessions):
@@ -973,6 +1188,10 @@ class _Loader:
 
 
 _SUB_OPS = frozenset({CreateOp, DeleteOp, SetDataOp, CheckOp})
+#: A restored tree this big is settled into the collector's oldest generation at once (see DataTree.restore).
+_SETTLE_AFTER_RESTORE = 100_000
+#: Names that no znode may have (PathUtils: an empty, "." or ".." segment).
+_ODD_NAMES = frozenset({"", ".", ".."})
 
 _CHECKERS: dict[type, Callable[[DataTree, Any], None]] = {
     CreateOp: DataTree._check_create,
