@@ -212,7 +212,7 @@ class Loop:
                 if raft.snapshot is not None:
                     storage.install_snapshot(raft.snapshot[0], raft.snapshot[1])
                 if raft.entries or raft.hard_state is not None:
-                    storage.append(raft.entries, raft.hard_state)
+                    storage.append(raft.entries, raft.hard_state, sync=raft.must_sync)
             out = replica.advance(rd)
             for to, msg in out.messages:
                 self.transport.send(to, encode(msg))

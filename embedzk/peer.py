@@ -169,7 +169,13 @@ class Peer(PeerRecipes):
             )
 
     def stop(self, close_session: bool = True, timeout: float = 5.0) -> None:
-        """Close the session (its ephemeral nodes go at once), then free sockets, files and threads. Idempotent."""
+        """Leave the cluster; idempotent. Every call afterwards raises PeerStoppedError.
+
+        Closes the session, so its ephemeral nodes go at once (waiting at most ``timeout`` for a quorum to commit
+        that), hands leadership to another voter if this peer leads, fails the requests still waiting with
+        PeerStoppedError, tells listeners LOST, and frees sockets, files and threads. ``close_session=False``
+        leaves as a crash would: the session expires on the others after ``session_timeout``.
+        """
         with self._lock:
             if self._stopped:
                 return

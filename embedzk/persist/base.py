@@ -90,10 +90,12 @@ class Storage(Protocol):
 
     # --- write side: the driver ----------------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None, sync: bool = True) -> None:
         """Durably and atomically: drop held entries at and after ``entries[0].index``, append ``entries``, save
         ``hard_state`` (if given). Entries must be contiguous and start at most at ``last_index() + 1``. When this
-        returns, all of it survives a crash (one sync for the whole call: group commit)."""
+        returns, all of it survives a crash (one sync for the whole call: group commit). ``sync`` False (only for a
+        hard state whose commit index alone changed, ``Ready.must_sync`` False) skips the sync: a commit index is
+        learnt again from the leader after a crash."""
         ...
 
     def install_snapshot(self, meta: SnapshotMeta, chunks: Sequence[bytes]) -> None:

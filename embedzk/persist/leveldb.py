@@ -365,7 +365,7 @@ class LevelDBStorage:
 
     # --- write side --------------------------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None, sync: bool = True) -> None:
         """Atomically and durably (one synced batch): replace held entries from ``entries[0].index`` on with
         ``entries``, and save ``hard_state``."""
         self._check_usable()
@@ -391,7 +391,7 @@ class LevelDBStorage:
             deletes = [_entry_key(i) for i in range(last + 1, self._last_index + 1)]
         if hard_state is not None:
             puts.append((_HARD_STATE, seal(_HARD_STATE, encode(hard_state))))
-        self._write(puts, deletes, sync=True)
+        self._write(puts, deletes, sync=sync)
         if new:
             self._last_index = new[-1].index
             self._terms.truncate(new[0].index)

@@ -110,7 +110,7 @@ class MemoryStorage:
 
     # --- write side --------------------------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
+    def append(self, entries: Sequence[Entry], hard_state: HardState | None = None, sync: bool = True) -> None:
         """Drop held entries at and after ``entries[0].index``, append ``entries``, save ``hard_state``."""
         new = list(entries)
         check_contiguous(new)

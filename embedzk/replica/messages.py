@@ -44,13 +44,19 @@ class Forward:
 @message(66)
 @dataclass(frozen=True, slots=True)
 class ForwardRejected:
-    """The leader did not propose a forward (not leader, other term, busy): the follower may send it again.
+    """A forward was not proposed (not leader, other term, busy).
 
-    ``term`` is the forward's own term, so that an answer to an older copy is told apart from a current one."""
+    ``term`` and ``incarnation`` are the forward's own, so that an answer to an older copy is told apart from a
+    current one. ``retry_safe`` says that no copy of the request can have been proposed in that term: the node
+    refusing it leads that term now (and would have recognised an earlier copy) or never led it. Otherwise an
+    earlier copy may be in the log, and sending the request again could apply it twice: the follower waits for
+    the term to end instead, and the outcome is unknown."""
 
     term: int
+    incarnation: int
     request_id: int
     reason: str
+    retry_safe: bool
 
 
 @message(67)

@@ -14,7 +14,8 @@ The driver (the peer's loop thread, or the simulator) owns every clock, socket a
    snapshot with ``storage.install_snapshot``, then ``storage.append(rd.raft.entries, rd.raft.hard_state)``);
    then ``out = replica.advance(rd)``, send ``out.messages``, store ``out.snapshot`` if any
    (``storage.save_snapshot`` then ``storage.compact(out.compact_to)``), hand ``out.completions`` to whoever
-   waits and ``out.applied`` to the watch dispatcher.
+   waits and ``out.applied`` to the watch dispatcher. ``out.snapshot`` may be one part of a snapshot written
+   across several iterations (a :class:`~embedzk.persist.base.SnapshotPart`); storage takes it all the same.
 
 Nothing is sent before what it depends on is on disk, because the driver sends only what :meth:`advance` returns,
 and calls it only after persisting.
@@ -24,14 +25,20 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from embedzk.codec import decode, encode
 from embedzk.consensus import Config as RaftConfig
 from embedzk.consensus import Message, ProposalDroppedError, RawNode, Ready, StateRole
-from embedzk.consensus.types import ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMeta
+from embedzk.consensus.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    SnapshotMeta,
+)
 from embedzk.errors import (
     BadArgumentsError,
     ConnectionLossError,
@@ -41,12 +48,27 @@ from embedzk.errors import (
     SessionExpiredError,
 )
 from embedzk.model import KeeperState
-from embedzk.persist.base import Storage
+from embedzk.persist.base import SnapshotPart, Storage
 from embedzk.replica import snapshots as snapshot_jobs
-from embedzk.replica.messages import Command, Forward, ForwardRejected, Join, SessionPing, SnapshotHeader
+from embedzk.replica.messages import (
+    Command,
+    Forward,
+    ForwardRejected,
+    Join,
+    SessionPing,
+    SnapshotHeader,
+)
 from embedzk.replica.sessions import SessionTracker
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
-from embedzk.tree.txn import CloseSessionOp, CreateOp, CreateSessionOp, DeleteContainerOp, MultiOp, Op, Txn
+from embedzk.tree.txn import (
+    CloseSessionOp,
+    CreateOp,
+    CreateSessionOp,
+    DeleteContainerOp,
+    MultiOp,
+    Op,
+    Txn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +144,7 @@ class ReplicaOutput:
     #: The tree was replaced by a snapshot from the leader: watchers cannot be told change by change.
     tree_replaced: bool = False
     #: A snapshot of the applied state to store, and the index to compact the log to afterwards.
-    snapshot: tuple[SnapshotMeta, list[bytes]] | None = None
+    snapshot: tuple[SnapshotMeta, list[bytes] | SnapshotPart] | None = None
     compact_to: int = 0
     state: KeeperState | None = None
     leader_changed: bool = False
@@ -165,6 +187,8 @@ class Replica:
             max_data_bytes=config.max_data_bytes
         )
         self._snapshot_index = meta.index
+        # A snapshot of our own applied state being written in parts across iterations (see snapshots.py).
+        self._snapshot_job: snapshot_jobs.SnapshotJob | None = None
         self._node = RawNode(
             RaftConfig(
                 id=config.id,
@@ -409,7 +433,14 @@ class Replica:
 
     def _on_forward(self, origin: str, fwd: Forward) -> None:
         if not self.is_leader or fwd.term != self._node.term:
-            self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, "not leader in that term")))
+            # A copy of this forward can only have been proposed by the node it was sent to, in its term, which
+            # means as the leader of that term, having voted for itself. We can vouch that none was only if we
+            # have not reached that term yet, or are in it and voted for someone else: what we remember across a
+            # restart is just the current term and vote.
+            term, vote = self._node.term, self._node.status().vote
+            safe = fwd.term > term or (fwd.term == term and vote != self.id)
+            refusal = ForwardRejected(fwd.term, fwd.incarnation, fwd.request_id, "not leader in that term", safe)
+            self._outbox.append(_addressed(origin, refusal))
             return
         key = (origin, fwd.incarnation)
         seen = self._proposed_forwards.get(key)
@@ -421,7 +452,10 @@ class Replica:
         try:
             self._propose(Command(origin, fwd.incarnation, fwd.request_id, self._txn(fwd.session_id, fwd.op)))
         except ProposalDroppedError as exc:
-            self._outbox.append(_addressed(origin, ForwardRejected(fwd.term, fwd.request_id, str(exc))))
+            # Not proposed, and no earlier copy was (it would have been recognised above): safe to send again.
+            self._outbox.append(
+                _addressed(origin, ForwardRejected(fwd.term, fwd.incarnation, fwd.request_id, str(exc), True))
+            )
             return
         seen.add(fwd.request_id)
 
@@ -429,9 +463,10 @@ class Replica:
         pending = self._pending.get(rej.request_id)
         if pending is None or pending.op is None:
             return
-        if rej.term != pending.sent_term:
-            return  # an answer to an older copy of the request
-        pending.sent_term = None  # never proposed: safe to send again
+        if rej.term != pending.sent_term or rej.incarnation != self.incarnation:
+            return  # an answer to an older copy of the request, or to an earlier incarnation's
+        if rej.retry_safe:
+            pending.sent_term = None  # no copy was proposed: send it again
 
     def _retry_pending(self) -> None:
         for pending in list(self._pending.values()):
@@ -628,7 +663,7 @@ class Replica:
 
     def _maybe_snapshot(self, out: ReplicaOutput) -> None:
         # A snapshot is a job over many calls, a bounded slice each (see embedzk/replica/snapshots.py).
-        job: snapshot_jobs.SnapshotJob | None = getattr(self, "_snapshot_job", None)
+        job = self._snapshot_job
         if job is not None and job.tree is not self.tree:
             job.cancel()  # a snapshot from the leader replaced the tree: this one is moot
             job = self._snapshot_job = None
@@ -773,7 +808,7 @@ class _SeenRequests:
     are forgotten, and a forward that old is treated as seen (its sender gave up on it long ago)."""
 
     KEEP = 10_000
-    __slots__ = ("_ids", "_floor")
+    __slots__ = ("_floor", "_ids")
 
     def __init__(self) -> None:
         self._ids: set[int] = set()
