@@ -112,11 +112,6 @@ def test_observers_never_vote(big: LocalCluster) -> None:
         assert observer.get("/replicated")[0] == b"to everyone"  # local reads still answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replica/raft: a learner never notices that the leader is gone (no election timer), so an observer "
-    "stays CONNECTED with a stale leader when the voters lose their quorum",
-)
 def test_observers_are_suspended_once_the_voters_lost_their_quorum(big: LocalCluster) -> None:
     assert not any(p.is_leader for p in big.peers)  # after the test above
     wait_until(lambda: all(o.state is KeeperState.SUSPENDED for o in big.observers), timeout=5)

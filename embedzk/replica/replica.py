@@ -230,6 +230,7 @@ class Replica:
         # Whether we caught up with the cluster since we last had a leader (see _confirm_currency).
         self._confirmed = False
         self._confirm_request: int | None = None
+        self._last_lead_contact = 0
         self._state: KeeperState = KeeperState.SUSPENDED
         self.decode_failures = 0
 
@@ -306,6 +307,8 @@ class Replica:
                 log.warning("%s: dropping a message from %s claiming to be from %s to %s", self.id, frm, msg.frm, msg.to)
                 return
             self._node.step(msg)
+            if frm == self._node.lead:
+                self._last_lead_contact = self._ticks
         elif isinstance(msg, Forward):
             self._on_forward(frm, msg)
         elif isinstance(msg, ForwardRejected):
@@ -365,7 +368,7 @@ class Replica:
 
     def has_ready(self) -> bool:
         """True if :meth:`ready` has something for the driver."""
-        return bool(self._outbox) or self._node.has_ready()
+        return bool(self._outbox) or self._node.has_ready() or self._desired_state() is not self._state
 
     def ready(self) -> ReplicaReady:
         """What to persist now; call :meth:`advance` once it is on disk."""
@@ -731,7 +734,7 @@ class Replica:
     def _confirm_currency(self) -> None:
         # After losing the leader, what we know may be stale (our session may have expired meanwhile): before
         # saying CONNECTED again, catch up through a read index, as sync() does.
-        if self._node.lead is None:
+        if self._node.lead is None or self._lead_silent():
             self._confirmed = False
             return
         if self._confirmed or self._confirm_request is not None:
@@ -789,14 +792,21 @@ class Replica:
         # Requests waiting for a leader can go now.
         self._retry_pending()
 
+    def _lead_silent(self) -> bool:
+        # A follower loses its leader through its election timer; a learner has none, so a learner whose leader
+        # fell silent (the voters lost their quorum, or it was cut off) would keep believing in it: time it here.
+        return not self.is_leader and self._ticks - self._last_lead_contact > 2 * self.config.election_tick
+
+    def _desired_state(self) -> KeeperState:
+        if self._session_lost:
+            return KeeperState.LOST
+        if self._node.lead is None or self.session_id is None or not self._confirmed or self._lead_silent():
+            return KeeperState.SUSPENDED
+        return KeeperState.CONNECTED
+
     def _update_state(self, out: ReplicaOutput) -> None:
         self._confirm_currency()
-        if self._session_lost:
-            state = KeeperState.LOST
-        elif self._node.lead is None or self.session_id is None or not self._confirmed:
-            state = KeeperState.SUSPENDED
-        else:
-            state = KeeperState.CONNECTED
+        state = self._desired_state()
         if state != self._state:
             self._state = state
             out.state = state
