@@ -39,7 +39,7 @@ from embedzk.persist.memory import MemoryStorage
 from embedzk.recipes.mixin import PeerRecipes
 from embedzk.replica import Replica, ReplicaConfig, ReplicaOutput
 from embedzk.transport.base import Transport
-from embedzk.tree import validate_path
+from embedzk.tree import TreeEvent, validate_path
 from embedzk.tree.txn import (
     CheckOp,
     CloseSessionOp,
@@ -370,17 +370,17 @@ class Peer(PeerRecipes):
             if before is None and after is None:
                 continue
             if before is None:
-                events.append(_ReplacedEvent(EventType.CREATED, path))
+                events.append(TreeEvent(EventType.CREATED, path))
             elif after is None:
-                events.append(_ReplacedEvent(EventType.DELETED, path))
+                events.append(TreeEvent(EventType.DELETED, path))
             elif before.czxid != after.czxid:  # deleted and created again meanwhile
-                events.append(_ReplacedEvent(EventType.DELETED, path))
-                events.append(_ReplacedEvent(EventType.CREATED, path))
+                events.append(TreeEvent(EventType.DELETED, path))
+                events.append(TreeEvent(EventType.CREATED, path))
             else:
                 if before.mzxid != after.mzxid:
-                    events.append(_ReplacedEvent(EventType.CHANGED, path))
+                    events.append(TreeEvent(EventType.CHANGED, path))
                 if before.pzxid != after.pzxid or before.cversion != after.cversion:
-                    events.append(_ReplacedEvent(EventType.CHILD, path))
+                    events.append(TreeEvent(EventType.CHILD, path))
         for event in events:
             for watcher, watched in self._registry.trigger((event,), replica.applied, replica.state):
                 self._dispatch(watcher, watched)
@@ -812,14 +812,6 @@ class Transaction:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is None and not self.committed:
             self.commit()
-
-
-class _ReplacedEvent:
-    __slots__ = ("path", "type")
-
-    def __init__(self, type: EventType, path: str) -> None:  # noqa: A002 - mirrors TreeEvent
-        self.type = type
-        self.path = path
 
 
 def _latency_figures(samples: Any) -> dict[str, float]:

@@ -16,7 +16,11 @@ import random
 import zlib
 from dataclasses import dataclass, field
 
-from embedzk.consensus.confchange import apply_change, decode_conf_change, validate_change
+from embedzk.consensus.confchange import (
+    apply_change,
+    decode_conf_change,
+    validate_change,
+)
 from embedzk.consensus.errors import ProposalDroppedError
 from embedzk.consensus.log import RaftLog, entries_size
 from embedzk.consensus.messages import Message, MessageType
@@ -24,7 +28,14 @@ from embedzk.consensus.progress import Progress, ProgressState, SnapshotTransfer
 from embedzk.consensus.quorum import VoteResult, vote_result
 from embedzk.consensus.read_only import ReadOnly
 from embedzk.consensus.tracker import ProgressTracker
-from embedzk.consensus.types import ConfChange, ConfState, Entry, EntryType, HardState, SnapshotMeta
+from embedzk.consensus.types import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    SnapshotMeta,
+)
 from embedzk.persist.base import CompactedError, Storage, UnavailableError
 
 __all__ = ["Config", "Raft", "ReadState", "SoftState", "StateRole", "CAMPAIGN_TRANSFER"]
@@ -1041,7 +1052,7 @@ class Raft:
         k = m.chunk_index
         if asm is None or asm.key != key:
             if k != 0:
-                self._reject_chunk(m, meta)
+                self._ack_chunk(m, meta, reject=True)
                 return
             asm = self.snap_assembly = _SnapshotAssembly(key=key)
         if k < len(asm.chunks):
@@ -1052,7 +1063,7 @@ class Raft:
                 self._ack_chunk(m, meta)  # a duplicate: acknowledge again, the first ack may have been lost
                 return
         if k != len(asm.chunks):
-            self._reject_chunk(m, meta)
+            self._ack_chunk(m, meta, reject=True)
             return
         asm.chunks.append(m.chunk)
         if len(asm.chunks) < m.chunk_count:
@@ -1065,7 +1076,8 @@ class Raft:
         else:
             self._send(Message(type=_APP_RESP, to=m.frm, frm=self.id, term=self.term, index=self.log.committed))
 
-    def _ack_chunk(self, m: Message, meta: SnapshotMeta) -> None:
+    def _ack_chunk(self, m: Message, meta: SnapshotMeta, reject: bool = False) -> None:
+        """Answer a snapshot chunk: acknowledge it, or reject it (the leader then starts again from chunk 0)."""
         self._send(
             Message(
                 type=_SNAP_RESP,
@@ -1075,20 +1087,7 @@ class Raft:
                 index=meta.index,
                 log_term=meta.term,
                 chunk_index=m.chunk_index,
-            )
-        )
-
-    def _reject_chunk(self, m: Message, meta: SnapshotMeta) -> None:
-        self._send(
-            Message(
-                type=_SNAP_RESP,
-                to=m.frm,
-                frm=self.id,
-                term=self.term,
-                index=meta.index,
-                log_term=meta.term,
-                chunk_index=m.chunk_index,
-                reject=True,
+                reject=reject,
             )
         )
 
