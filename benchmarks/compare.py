@@ -1,10 +1,11 @@
 """embedzk beside Apache ZooKeeper (driven by kazoo) and PySyncObj: the same workloads, in one run, on one machine.
 
     bash benchmarks/setup_compare.sh        # once: ZooKeeper 3.8 (Debian), kazoo, pysyncobj, matplotlib, psutil
-    python benchmarks/compare.py            # about 10 minutes; --help for the sizes
+    python benchmarks/compare.py            # about 6 minutes, at most 10 (--budget); --help for the sizes
 
 Systems, each 3 members on loopback (see the compare_<system>.py modules):
-  embedzk             3 worker processes, one Peer each, LevelDB with sync, default settings
+  embedzk             3 worker processes, one Peer each, LevelDB with sync, default settings but the session
+                      timeout (4 s, as for the kazoo clients)
   zookeeper-tick2000  3 ZooKeeper JVMs (tickTime 2000 ms), a kazoo worker process beside each
   zookeeper-tick200   the same with tickTime 200 ms
   pysyncobj           3 worker processes, one SyncObj each (ReplDict + ReplLockManager), journal on disk
@@ -21,6 +22,10 @@ follower unless said otherwise:
                       to the callback, same clock (not PySyncObj: it has no watches)
   lock handoffs/s     3 processes acquire and release one lock in a loop for --lock-seconds; the number of
                       times the holder changed, per second (kazoo Lock, embedzk Lock, PySyncObj ReplLockManager)
+  election            3 processes contend in one election (kazoo Election, embedzk Election; PySyncObj has
+                      none); the elected worker is SIGKILLed: time until the next one's function runs, which
+                      is mostly its session expiring (session timeout 4 s for both, common.SESSION_TIMEOUT_S);
+                      the worker is restarted (embedzk: the member, on its data) before the next repetition
   failover            SIGKILL of the leader's process; time until a write from a client on a survivor commits
                       (the killed member is restarted and rejoins before the next repetition)
   memory              RSS of each member's process (psutil) holding --znodes (100k) nodes of 100 bytes; the
@@ -36,16 +41,19 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import datetime
 import json
 import os
 import platform
+import random
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +72,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "watch_p99_ms": ("watch latency p99 (across processes)", "ms", False),
     "lock_handoffs_per_s": ("lock handoffs/s (3 processes)", "handoffs/s", True),
     "failover_ms": ("failover: SIGKILL leader -> write commits", "ms", False),
+    "election_s": ("election: SIGKILL elected -> next one leads", "s", False),
     "rss_mb": ("RSS per member holding 100k nodes", "MiB", False),
     "restart_s": ("restart of a member holding 100k nodes", "s", False),
 }
@@ -111,18 +120,27 @@ class Run:
         self.reps: dict[str, list[float]] = {}
         self.skipped: dict[str, str] = {}
         self.notes: list[str] = []
+        self.printed: list[str] = []
         self.profiles: list[str] = []
 
     def add(self, key: str, value: float) -> None:
         self.reps.setdefault(key, []).append(value)
 
+    def say(self, note: str) -> None:
+        """A note for the JSON that is also printed below the table."""
+        self.notes.append(note)
+        self.printed.append(note)
+
     def heal(self) -> None:
-        """Restart any member a failed workload left dead, so that the next workload finds three."""
+        """Restart any member or worker a failed workload left dead, so that the next workload finds three."""
         for i in range(3):
             if not self.system.member_alive(i):
                 log(f"  {self.system.name}: member {i + 1} is down; restarting it")
                 self.system.restart_member(i)
                 self.system.wait_member_ready(i)
+            elif not self.system.client_alive(i):
+                log(f"  {self.system.name}: the worker beside member {i + 1} is down; restarting it")
+                self.system.restart_client(i)
 
     def phase(self, keys: list[str], fn: Any) -> None:
         """Run one workload; on failure its rows get the reason and the run goes on."""
@@ -168,6 +186,73 @@ class Run:
                     log(f"  {self.system.name}: {key} rep {rep + 1} failed ({exc}); trying once more")
                     self.heal()
 
+    @contextlib.contextmanager
+    def profiling(self, workload: str, agents: dict[str, common.Agent]) -> Iterator[None]:
+        """With --profile, cProfile embedzk's workers ``agents`` (by role) while inside; the files are named
+        ``embedzk-<workload>-<role>-<thread>.prof``. Without it, or for another system, nothing."""
+        on = bool(self.args.profile) and self.system.name == "embedzk"
+        for agent in agents.values() if on else ():
+            agent.call("profile", on=True)
+        yield
+        for who, agent in agents.items() if on else ():
+            self.profiles += agent.call("profile", on=False,
+                                        prefix=os.path.join(self.args.profile, f"embedzk-{workload}-{who}"))
+
+    def election_round(self, rep: int) -> float:
+        """One election failover; seconds from the SIGKILL of the elected worker until the next one's function
+        runs.
+
+        The three workers join a new election one after another: first the client on a follower (so that it
+        is elected, and so that for embedzk the kill takes a Raft follower and no Raft election mixes in), then
+        the other follower's worker (next in line), then the leader's. Once all three are in line, the elected
+        worker is SIGKILLed (for ZooKeeper the kazoo worker only: its server goes on) --settle s plus a random
+        part of a heartbeat interval later; its contender node goes when its session expires, which is most of
+        the figure. The worker is then restarted (for embedzk: the member, on its data) and the survivors leave
+        the election.
+        """
+        s = self.system
+        leader, first, second = self.roles()
+        path = f"/bench/election/r{rep}-{time.time_ns()}"
+        joined: list[int] = []
+        try:
+            for i in (first, second, leader):
+                s.client(i).call("election_join", path=path, me=str(i))
+                joined.append(i)
+                if i == first and s.client(first).call("election_wait", path=path, seconds=30) is None:
+                    raise common.AgentError(f"member {first + 1}'s worker, alone in the election, was not elected")
+                self.wait_contenders(s.client(first), path, len(joined))
+            # How long after its last heartbeat a session is lost decides the figure; heartbeats go every third
+            # of the timeout (kazoo: a little more often). The kill comes at a random point of that interval,
+            # the same points (seeded by the repetition) for every system.
+            time.sleep(self.args.settle + random.Random(rep).uniform(0, common.SESSION_TIMEOUT_S / 3))
+            killed_at = time.time()
+            s.kill_client(first)
+            joined.remove(first)
+            led_at = s.client(second).call("election_wait", path=path, seconds=60, timeout=90)
+            if led_at is None:
+                raise common.AgentError(f"no worker led within 60 s of the kill (member {first + 1}'s)")
+            if s.client(leader).call("election_wait", path=path, seconds=0) is not None:
+                self.notes.append(f"election rep {rep + 1}: the last in line led too")
+            s.restart_client(first)
+            s.wait_member_ready(first)
+        finally:
+            for i in joined:  # the survivors step down or stop waiting, so the next round starts afresh
+                try:
+                    s.client(i).call("election_leave", path=path, timeout=60)
+                except common.AgentError as exc:  # a worker gone is restarted by heal(); the rest is noted
+                    self.notes.append(f"election rep {rep + 1}: leaving failed: {exc}"[:300])
+        for i in range(3):  # everyone agrees on a leader again before the next round
+            s.client(i).call("sync", timeout=60)
+        return led_at - killed_at
+
+    def wait_contenders(self, agent: common.Agent, path: str, n: int, timeout: float = 30.0) -> None:
+        """Wait until ``agent`` sees ``n`` contenders in the election at ``path``."""
+        deadline = time.monotonic() + timeout
+        while agent.call("election_contenders", path=path) < n:
+            if time.monotonic() > deadline:
+                raise common.AgentError(f"{path}: fewer than {n} contenders after {timeout:.0f}s")
+            time.sleep(0.02)
+
     def run(self) -> None:
         a = self.args
         s = self.system
@@ -191,28 +276,16 @@ class Run:
         self.phase(["warmup"], warmup)
 
         def pipelined() -> None:
-            prof = a.profile and s.name == "embedzk"
-            profiled = (("client", client()), ("leader", s.client(leader))) if prof else ()
-            for _who, agent in profiled:
-                agent.call("profile", on=True)
-
             def body(rep: int) -> None:
                 self.add("writes_per_s", client().call("pipelined", prefix=f"/bench/pipe{rep}-{time.time_ns()}",
                                                        n=a.writes, window=a.window, timeout=600))
 
-            self.repeat("writes_per_s", body)
-            for who, agent in profiled:
-                self.profiles += agent.call("profile", on=False,
-                                            prefix=os.path.join(a.profile, f"embedzk-pipelined-{who}"))
+            with self.profiling("pipelined", {"client": client(), "leader": s.client(leader)}):
+                self.repeat("writes_per_s", body)
 
         self.phase(["writes_per_s"], pipelined)
 
         def sequential() -> None:
-            prof = a.profile and s.name == "embedzk"
-            profiled = (("client", client()), ("leader", s.client(leader))) if prof else ()
-            for _who, agent in profiled:
-                agent.call("profile", on=True)
-
             def body(rep: int) -> None:
                 r = client().call("sequential", path=seq_path, n=a.sequential, max_seconds=a.sequential_seconds,
                                   timeout=600)
@@ -222,10 +295,8 @@ class Run:
                 self.add("write_p50_ms", r["p50"] * 1e3)
                 self.add("write_p99_ms", r["p99"] * 1e3)
 
-            self.repeat("write_latency", body)
-            for who, agent in profiled:
-                self.profiles += agent.call("profile", on=False,
-                                            prefix=os.path.join(a.profile, f"embedzk-sequential-{who}"))
+            with self.profiling("sequential", {"client": client(), "leader": s.client(leader)}):
+                self.repeat("write_latency", body)
 
         self.phase(["write_p50_ms", "write_p99_ms"], sequential)
 
@@ -293,6 +364,26 @@ class Run:
             self.repeat("locks", body)
 
         self.phase(["lock_handoffs_per_s"], locks)
+
+        def election() -> None:
+            if not getattr(s, "supports_election", False):
+                raise NotImplementedError(f"{s.name} has no election recipe")
+            if hasattr(s, "session_timeouts"):  # what the servers granted, which may differ from what was asked
+                granted = ", ".join(f"{t:g} s" for t in sorted(set(s.session_timeouts())))
+                timeout = f"session timeout {common.SESSION_TIMEOUT_S:g} s asked for, granted {granted}"
+            else:
+                timeout = f"session timeout {common.SESSION_TIMEOUT_S:g} s"
+
+            def body(rep: int) -> None:
+                took = self.election_round(rep)
+                self.add("election_s", took)
+                self.notes.append(f"election rep {rep + 1}: the next worker led {took:.2f} s after the kill")
+
+            self.repeat("election", body)
+            self.say(f"election: {timeout}; repetitions " + ", ".join(f"{t:.2f}" for t in self.reps["election_s"])
+                     + " s")
+
+        self.phase(["election_s"], election)
 
         def failover() -> None:
             client().call("ensure", path="/bench/failover")
@@ -402,6 +493,7 @@ def run_system(name: str, root: str, args: argparse.Namespace) -> dict[str, Any]
     result["median"] = {k: common.median(v) for k, v in run.reps.items() if v}
     result["skipped_metrics"] = run.skipped
     result["notes"] = run.notes
+    result["printed_notes"] = run.printed
     if run.profiles:
         result["profiles"] = run.profiles
     result["seconds"] = time.monotonic() - began
@@ -635,6 +727,8 @@ def main() -> int:
             print(f"- {name}: {key} not measured: {reason}")
         if "error" in res:
             print(f"- {name}: stopped early: {res['error']}")
+        for note in res.get("printed_notes", []):
+            print(f"- {name}: {note}")
     print(f"total {info['seconds']:.0f}s")
     os.makedirs(args.out, exist_ok=True)
     payload = {"machine": info, "params": {k: v for k, v in vars(args).items()}, "metrics": {

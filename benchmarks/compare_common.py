@@ -25,9 +25,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from embedzk.testing import free_ports  # noqa: F401  (re-exported for the scripts that import it from here)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 VALUE = b"x" * 100
+#: The session timeout of every embedzk peer and kazoo client of compare.py, in seconds, set explicitly on both
+#: (their defaults are 10 s) because the election failover is about one session expiring. ZooKeeper clamps a
+#: client's timeout to [2, 20] x tickTime, so 4 s is the one value the servers at tickTime 200 (at most 4 s) and
+#: at tickTime 2000 (at least 4 s) both grant as asked.
+SESSION_TIMEOUT_S = 4.0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -44,19 +51,6 @@ def percentile(samples: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (bound together, then released)."""
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def wait_port(port: int, timeout: float) -> bool:
@@ -198,7 +192,9 @@ class Agent:
         """Wait for the worker's first line; return seconds from the process' launch to it."""
         msg = self._line(timeout)
         if "error" in msg:
-            raise AgentError(f"{self.label}: {msg['error']}")
+            time.sleep(0.2)  # the worker exits after its error line: let its last words reach the stderr reader
+            tail = "".join(self._stderr[-8:]).strip()
+            raise AgentError(f"{self.label}: {msg['error']}" + (f"; stderr: {tail[-800:]}" if tail else ""))
         self.start_info = msg.get("started")
         return time.perf_counter() - self.started_at
 
@@ -244,6 +240,87 @@ class Agent:
             except Exception:
                 pass
         PROCESSES.kill(self.proc)
+
+
+class WorkerMembers:
+    """The driver's side of a system whose members are its workers (embedzk, PySyncObj): three worker processes,
+    each holding its system's node, so killing a member kills its client and the other way round.
+
+    A subclass sets ``name``, ``names`` (what its workers answer to the ``leader`` op, in member order) and
+    :meth:`_config`; the rest is shared.
+    """
+
+    name = ""
+    module_file = ""
+    names: list[str]
+
+    def __init__(self) -> None:
+        self.agents: list[Agent | None] = [None, None, None]
+
+    def _config(self, i: int, expect_path: str | None) -> dict[str, Any]:
+        """The worker's configuration for member i (``expect_path``: a node it must hold before it answers)."""
+        raise NotImplementedError
+
+    def _launch(self, i: int, expect_path: str | None = None) -> Agent:
+        agent = Agent(self.module_file, self._config(i, expect_path), f"{self.name}-{i + 1}")
+        self.agents[i] = agent
+        return agent
+
+    def start(self) -> None:
+        for i in range(3):
+            self._launch(i)
+        for agent in self.agents:
+            assert agent is not None
+            agent.wait_started(90)
+
+    def client(self, i: int) -> Agent:
+        agent = self.agents[i]
+        assert agent is not None
+        return agent
+
+    def leader(self) -> int:
+        for agent in self.agents:
+            if agent is not None and agent.proc.poll() is None:
+                leader = agent.call("leader", timeout=10)
+                if leader in self.names:
+                    return self.names.index(leader)
+        raise RuntimeError("no leader known")
+
+    def member_alive(self, i: int) -> bool:
+        agent = self.agents[i]
+        return agent is not None and agent.proc.poll() is None
+
+    def member_pid(self, i: int) -> int:
+        return self.client(i).pid
+
+    def client_pid(self, i: int) -> int | None:
+        return None  # the client is the member
+
+    def kill_member(self, i: int) -> None:
+        agent = self.agents[i]
+        if agent is not None:
+            os.kill(agent.pid, signal.SIGKILL)  # by pid; reaped by the registry below
+            PROCESSES.kill(agent.proc)
+
+    def restart_member(self, i: int, expect_path: str | None = None, expect_count: int | None = None) -> float:
+        """Start member i again on its data; seconds from the process' launch until it serves (and holds
+        ``expect_path``, if given)."""
+        return self._launch(i, expect_path).wait_started(180)
+
+    def wait_member_ready(self, i: int) -> None:
+        pass  # a worker answers "started" only once its node has joined
+
+    # The client is the member: a worker killed is a member killed, and restarted on its data.
+    client_alive = member_alive
+    kill_client = kill_member
+
+    def restart_client(self, i: int) -> None:
+        self.restart_member(i)
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            if agent is not None:
+                agent.close()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -294,6 +371,11 @@ class Ops:
 
     def write_once(self, path: str, timeout: float) -> None:
         """One small write (a sequential create or a set), raising if it did not commit within timeout."""
+        raise NotImplementedError
+
+    def election(self, path: str, identifier: str) -> Any:
+        """A leader election on ``path`` with kazoo's face: ``run(fn)`` blocks until elected, calls ``fn()``,
+        then steps down; ``cancel()`` makes a waiting ``run`` give up; ``contenders()`` lists identifiers."""
         raise NotImplementedError
 
     def load(self, prefix: str, start: int, count: int, batch: int) -> None:
@@ -378,6 +460,54 @@ def lock_run(ops: Ops, path: str, start_at: float, seconds: float, me: str) -> l
     return got
 
 
+class Contender:
+    """This worker's place in one election: ``run(lead)`` on a thread of its own, where ``lead`` notes the moment
+    it starts (``time.time()``: the driver's clock too, on the same machine) and then holds leadership until
+    :meth:`leave`. Whoever is elected stays elected until its process dies or leaves."""
+
+    def __init__(self, election: Any) -> None:
+        self.election = election
+        #: When this worker's leadership function started running (time.time()), or None.
+        self.started_at: float | None = None
+        self.error: BaseException | None = None
+        self._leading = threading.Event()
+        self._leave = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="election-contender", daemon=True)
+        self._thread.start()
+
+    def _lead(self) -> None:
+        self.started_at = time.time()
+        self._leading.set()
+        self._leave.wait()
+
+    def _run(self) -> None:
+        try:
+            self.election.run(self._lead)
+        except Exception as exc:  # embedzk's run raises CancelledError when cancelled; kazoo's swallows it
+            if not self._leave.is_set():
+                self.error = exc
+                self._leading.set()  # wake a waiter: it reports the error
+
+    def wait_leading(self, timeout: float) -> float | None:
+        """The moment this worker's leadership function started, waiting at most ``timeout`` for it; None if it
+        did not start in that time."""
+        self._leading.wait(timeout)
+        if self.error is not None:
+            raise RuntimeError(f"election failed: {self.error!r}")
+        return self.started_at
+
+    def leave(self, timeout: float = 30.0) -> bool:
+        """Step down if leading (the function returns and ``run`` deletes the node), else stop waiting; True if
+        this worker led at some point."""
+        self._leave.set()
+        if not self._leading.is_set():
+            self.election.cancel()  # harmless if it was elected in the meantime: its function returns at once
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the election did not end within {timeout:.0f}s")
+        return self.started_at is not None
+
+
 def serve(make_ops: Callable[[dict[str, Any]], tuple[Ops, dict[str, Any]]], config: dict[str, Any],
           extra: Callable[[Ops, str, dict[str, Any]], Any] | None = None) -> None:
     """The worker's main loop: open the system, then answer commands until stdin closes or "stop" comes."""
@@ -397,6 +527,7 @@ def serve(make_ops: Callable[[dict[str, Any]], tuple[Ops, dict[str, Any]]], conf
     emit({"started": info})
     watch_times: list[float] = []
     profilers: dict[str, Any] = {}
+    contenders: dict[str, Contender] = {}  # by election path
 
     def run(op: str, args: dict[str, Any]) -> Any:
         if op == "pid":
@@ -448,6 +579,17 @@ def serve(make_ops: Callable[[dict[str, Any]], tuple[Ops, dict[str, Any]]], conf
                     last = exc
                     time.sleep(0.002)
             raise RuntimeError(f"no write committed within {args['limit']}s ({attempts} attempts, last {last!r})")
+        if op == "election_join":
+            if args["path"] in contenders:
+                raise ValueError(f"already contending in {args['path']}")
+            contenders[args["path"]] = Contender(ops.election(args["path"], args["me"]))
+            return None
+        if op == "election_contenders":
+            return len(contenders[args["path"]].election.contenders())
+        if op == "election_wait":
+            return contenders[args["path"]].wait_leading(args["seconds"])
+        if op == "election_leave":
+            return contenders.pop(args["path"]).leave()
         if op == "load":
             began = time.perf_counter()
             ops.load(args["prefix"], args["start"], args["count"], args["batch"])
@@ -471,6 +613,16 @@ def serve(make_ops: Callable[[dict[str, Any]], tuple[Ops, dict[str, Any]]], conf
     except Exception:
         pass
     emit({"ok": "stopped"})
+
+
+def worker_main(make_ops: Callable[[dict[str, Any]], tuple[Ops, dict[str, Any]]],
+                extra: Callable[[Ops, str, dict[str, Any]], Any] | None = None) -> None:
+    """The ``__main__`` of a system's module: ``--agent CONFIG_JSON`` makes the process a worker."""
+    if len(sys.argv) > 2 and sys.argv[1] == "--agent":
+        serve(make_ops, json.loads(sys.argv[2]), extra)
+    else:
+        print("a worker of compare.py; run python benchmarks/compare.py", file=sys.stderr)
+        sys.exit(2)
 
 
 def _profile(ops: Ops, on: bool, prefix: str | None, profilers: dict[str, Any]) -> Any:

@@ -1,14 +1,13 @@
-"""embedzk in compare.py: three worker processes, each embedding one Peer (default settings, tcp on loopback,
-LevelDB with sync in its own data directory). A member is its worker: killing the member kills the process.
+"""embedzk in compare.py: three worker processes, each embedding one Peer (default settings but the session
+timeout, which is compare_common.SESSION_TIMEOUT_S as for the kazoo clients; tcp on loopback, LevelDB with sync in
+its own data directory). A member is its worker: killing the member kills the process.
 
 Run as ``python benchmarks/compare_embedzk.py --agent CONFIG`` it is one such worker (see compare_common).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -64,6 +63,9 @@ class EmbedZKOps(common.Ops):
     def write_once(self, path: str, timeout: float) -> None:
         self.peer.create_async(path, b"", sequence=True).result(timeout)
 
+    def election(self, path: str, identifier: str) -> Any:
+        return self.peer.Election(path, identifier)
+
     def load(self, prefix: str, start: int, count: int, batch: int) -> None:
         self.peer.ensure_path(prefix)
         pending: list[Any] = []
@@ -96,7 +98,9 @@ def _open(config: dict[str, Any]) -> tuple[common.Ops, dict[str, Any]]:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    peer = Peer(config["id"], bind=config["bind"], peers=config["peers"], data_dir=config["data_dir"])
+    # No session_timeout in the config (peer_bench.py) leaves Peer's default.
+    options = {"session_timeout": config["session_timeout"]} if config.get("session_timeout") else {}
+    peer = Peer(config["id"], bind=config["bind"], peers=config["peers"], data_dir=config["data_dir"], **options)
     leader_known: list[float] = []
 
     def on_leader(sender: Any, leader: Any = None, **kw: Any) -> None:
@@ -139,42 +143,41 @@ def _extra(ops: common.Ops, op: str, args: dict[str, Any]) -> Any:
 # the driver's side
 
 
-class System:
+class System(common.WorkerMembers):
     """Three embedzk peers, one per worker process."""
 
     name = NAME
-    description = "embedzk: 3 peers in 3 worker processes, tcp on loopback, LevelDB with sync, default settings"
+    module_file = os.path.abspath(__file__)
+    description = (f"embedzk: 3 peers in 3 worker processes, tcp on loopback, LevelDB with sync, default settings "
+                   f"but session timeout {common.SESSION_TIMEOUT_S:g} s")
     supports_watches = True
+    supports_election = True
     local_reads = True
 
     def __init__(self, root: str) -> None:
+        super().__init__()
         self.root = root
-        self.ids = ["a", "b", "c"]
+        self.names = ["a", "b", "c"]
         ports = common.free_ports(3)
-        self.addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(self.ids, ports)}
-        self.agents: list[common.Agent | None] = [None, None, None]
+        self.addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(self.names, ports)}
         #: Where restarts holding data write a cProfile of start() (compare.py --profile), else None.
         self.profile_dir: str | None = None
         self.restarts = 0
 
     def _config(self, i: int, expect_path: str | None = None) -> dict[str, Any]:
-        pid = self.ids[i]
+        pid = self.names[i]
         config = {
             "id": pid,
             "bind": self.addresses[pid],
             "peers": {o: a for o, a in self.addresses.items() if o != pid},
             "data_dir": os.path.join(self.root, "embedzk", pid),
+            "session_timeout": common.SESSION_TIMEOUT_S,
             "expect_path": expect_path,
         }
         if expect_path and self.profile_dir:
             self.restarts += 1
             config["profile_start"] = os.path.join(self.profile_dir, f"embedzk-restart{self.restarts}.prof")
         return config
-
-    def _launch(self, i: int, expect_path: str | None = None) -> common.Agent:
-        agent = common.Agent(os.path.abspath(__file__), self._config(i, expect_path), f"embedzk-{self.ids[i]}")
-        self.agents[i] = agent
-        return agent
 
     def check(self) -> None:
         """Raise with the reason if embedzk cannot run here."""
@@ -183,60 +186,6 @@ class System:
 
         import embedzk  # noqa: F401
 
-    def start(self) -> None:
-        for i in range(3):
-            self._launch(i)
-        for agent in self.agents:
-            assert agent is not None
-            agent.wait_started(90)
-
-    def client(self, i: int) -> common.Agent:
-        agent = self.agents[i]
-        assert agent is not None
-        return agent
-
-    def leader(self) -> int:
-        for agent in self.agents:
-            if agent is not None and agent.proc.poll() is None:
-                leader = agent.call("leader", timeout=10)
-                if leader is not None:
-                    return self.ids.index(leader)
-        raise RuntimeError("no leader known")
-
-    def member_alive(self, i: int) -> bool:
-        agent = self.agents[i]
-        return agent is not None and agent.proc.poll() is None
-
-    def member_pid(self, i: int) -> int:
-        return self.client(i).pid
-
-    def client_pid(self, i: int) -> int | None:
-        return None  # the client is the member
-
-    def kill_member(self, i: int) -> None:
-        agent = self.agents[i]
-        if agent is not None:
-            os.kill(agent.pid, signal.SIGKILL)  # by pid; reaped by the Processes registry below
-            common.PROCESSES.kill(agent.proc)
-
-    def restart_member(self, i: int, expect_path: str | None = None, expect_count: int | None = None) -> float:
-        """Start member i again on its data; seconds from the process' launch until it serves the data."""
-        agent = self._launch(i, expect_path)
-        return agent.wait_started(180)
-
-    def wait_member_ready(self, i: int) -> None:
-        pass  # a worker answers "started" only once its peer has joined
-
-    def stop(self) -> None:
-        for agent in self.agents:
-            if agent is not None:
-                agent.close()
-
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--agent":
-        common.serve(_open, json.loads(sys.argv[2]), _extra)
-    else:
-        print("a worker of compare.py; run python benchmarks/compare.py", file=sys.stderr)
-        sys.exit(2)
-
+    common.worker_main(_open, _extra)

@@ -1,8 +1,8 @@
 """PySyncObj in compare.py: three worker processes, each a SyncObj node (tcp on loopback) replicating a ReplDict
 and a ReplLockManager, with its journal (``journalFile``) and full dump (``fullDumpFile``) on disk.
 
-PySyncObj has no paths: a path is a key of the replicated dict. It has no watches, so the watch workload does not
-run on it. Its journal is a memory-mapped file that it never fsyncs (the operating system writes it back when it
+PySyncObj has no paths: a path is a key of the replicated dict. It has no watches and no election recipe, so the
+watch and the election workloads do not run on it. Its journal is a memory-mapped file that it never fsyncs (the operating system writes it back when it
 likes), so its writes do not pay for an fsync, where ZooKeeper's and embedzk's do. ``useFork`` is off so that log
 compaction does not fork processes this run did not start (compaction then serializes in the node's thread).
 
@@ -11,9 +11,7 @@ Run as ``python benchmarks/compare_pysyncobj.py --agent CONFIG`` it is one such 
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -150,88 +148,34 @@ def _extra(ops: common.Ops, op: str, args: dict[str, Any]) -> Any:
 # the driver's side
 
 
-class System:
+class System(common.WorkerMembers):
     """Three PySyncObj nodes, one per worker process."""
 
     name = NAME
+    module_file = os.path.abspath(__file__)
     description = ("PySyncObj: 3 nodes in 3 worker processes, tcp on loopback, ReplDict + ReplLockManager, "
                    "journal and dump files on disk (journal not fsynced), default timeouts")
     supports_watches = False
+    supports_election = False  # no election recipe among its batteries
     local_reads = True
 
     def __init__(self, root: str) -> None:
+        super().__init__()
         self.root = root
         ports = common.free_ports(3)
-        self.addresses = [f"127.0.0.1:{p}" for p in ports]
-        self.agents: list[common.Agent | None] = [None, None, None]
+        self.names = [f"127.0.0.1:{p}" for p in ports]  # a node's address is its name, as the leader op answers
 
-    def _launch(self, i: int, expect_key: str | None = None) -> common.Agent:
-        config = {
-            "self": self.addresses[i],
-            "partners": [a for j, a in enumerate(self.addresses) if j != i],
+    def _config(self, i: int, expect_path: str | None = None) -> dict[str, Any]:
+        return {
+            "self": self.names[i],
+            "partners": [a for j, a in enumerate(self.names) if j != i],
             "data_dir": os.path.join(self.root, "pysyncobj", f"n{i + 1}"),
-            "expect_key": expect_key,
+            "expect_key": expect_path,
         }
-        agent = common.Agent(os.path.abspath(__file__), config, f"pysyncobj-n{i + 1}")
-        self.agents[i] = agent
-        return agent
 
     def check(self) -> None:
         import pysyncobj  # noqa: F401
 
-    def start(self) -> None:
-        for i in range(3):
-            self._launch(i)
-        for agent in self.agents:
-            assert agent is not None
-            agent.wait_started(90)
-
-    def client(self, i: int) -> common.Agent:
-        agent = self.agents[i]
-        assert agent is not None
-        return agent
-
-    def leader(self) -> int:
-        for agent in self.agents:
-            if agent is not None and agent.proc.poll() is None:
-                leader = agent.call("leader", timeout=10)
-                if leader in self.addresses:
-                    return self.addresses.index(leader)
-        raise RuntimeError("no leader known")
-
-    def member_alive(self, i: int) -> bool:
-        agent = self.agents[i]
-        return agent is not None and agent.proc.poll() is None
-
-    def member_pid(self, i: int) -> int:
-        return self.client(i).pid
-
-    def client_pid(self, i: int) -> int | None:
-        return None
-
-    def kill_member(self, i: int) -> None:
-        agent = self.agents[i]
-        if agent is not None:
-            os.kill(agent.pid, signal.SIGKILL)
-            common.PROCESSES.kill(agent.proc)
-
-    def restart_member(self, i: int, expect_path: str | None = None, expect_count: int | None = None) -> float:
-        """Start member i again on its files; seconds from the launch until it is synced and holds expect_path."""
-        agent = self._launch(i, expect_path)
-        return agent.wait_started(180)
-
-    def wait_member_ready(self, i: int) -> None:
-        pass
-
-    def stop(self) -> None:
-        for agent in self.agents:
-            if agent is not None:
-                agent.close()
-
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--agent":
-        common.serve(_open, json.loads(sys.argv[2]), _extra)
-    else:
-        print("a worker of compare.py; run python benchmarks/compare.py", file=sys.stderr)
-        sys.exit(2)
+    common.worker_main(_open, _extra)

@@ -14,8 +14,8 @@ Run as ``python benchmarks/compare_zookeeper.py --agent CONFIG`` it is one such 
 from __future__ import annotations
 
 import glob
-import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -123,6 +123,9 @@ class KazooOps(common.Ops):
     def write_once(self, path: str, timeout: float) -> None:
         self.client.create_async(path, b"", sequence=True, makepath=True).get(timeout=timeout)
 
+    def election(self, path: str, identifier: str) -> Any:
+        return self.client.Election(path, identifier)
+
     def load(self, prefix: str, start: int, count: int, batch: int) -> None:
         self.client.ensure_path(prefix)
         pending: list[Any] = []
@@ -150,7 +153,7 @@ def _check_txn(results: list[Any]) -> None:
 def _open(config: dict[str, Any]) -> tuple[common.Ops, dict[str, Any]]:
     from kazoo.client import KazooClient
 
-    client = KazooClient(hosts=config["hosts"], randomize_hosts=False, timeout=10.0)
+    client = KazooClient(hosts=config["hosts"], randomize_hosts=False, timeout=common.SESSION_TIMEOUT_S)
     client.start(timeout=60)
     return KazooOps(client), {"hosts": config["hosts"]}
 
@@ -192,6 +195,7 @@ class System:
     """Three ZooKeeper servers (JVMs) and one kazoo worker beside each."""
 
     supports_watches = True
+    supports_election = True
     local_reads = False
 
     def __init__(self, root: str, tick_ms: int) -> None:
@@ -199,7 +203,8 @@ class System:
         self.name = f"zookeeper-tick{tick_ms}"
         self.description = (
             f"ZooKeeper 3.8 (Debian package), 3 JVMs on loopback, tickTime {tick_ms} ms, initLimit 10, "
-            f"syncLimit 5, forceSync yes, {HEAP}; kazoo clients in 3 worker processes"
+            f"syncLimit 5, forceSync yes, {HEAP}; kazoo clients in 3 worker processes, session timeout "
+            f"{common.SESSION_TIMEOUT_S:g} s"
         )
         self.root = os.path.join(root, self.name)
         ports = common.free_ports(9)
@@ -234,7 +239,7 @@ class System:
             "clientPortAddress=127.0.0.1",
             "maxClientCnxns=0",
             "admin.enableServer=false",
-            "4lw.commands.whitelist=srvr,mntr,ruok",
+            "4lw.commands.whitelist=srvr,mntr,ruok,cons",
             "quorumListenOnAllIPs=false",
         ]
         for j in range(3):
@@ -291,12 +296,15 @@ class System:
         for i in range(3):
             self._wait_serving(i, 90)
         for i in range(3):
-            self.agents[i] = common.Agent(
-                os.path.abspath(__file__), {"hosts": self._hosts(i)}, f"{self.name}-client{i + 1}"
-            )
+            self._launch_client(i)
         for agent in self.agents:
             assert agent is not None
             agent.wait_started(60)
+
+    def _launch_client(self, i: int) -> common.Agent:
+        agent = common.Agent(os.path.abspath(__file__), {"hosts": self._hosts(i)}, f"{self.name}-client{i + 1}")
+        self.agents[i] = agent
+        return agent
 
     def client(self, i: int) -> common.Agent:
         agent = self.agents[i]
@@ -322,6 +330,14 @@ class System:
     def client_pid(self, i: int) -> int | None:
         return self.client(i).pid
 
+    def session_timeouts(self) -> list[float]:
+        """The session timeouts (s) the servers granted their clients, from ``cons`` (ZooKeeper clamps what a
+        client asks for to [2, 20] x tickTime; kazoo does not expose what it was granted)."""
+        granted = []
+        for port in self.client_ports:
+            granted += [int(ms) / 1000.0 for ms in re.findall(r"\bto=(\d+)", four_letter(port, "cons")) if int(ms)]
+        return granted
+
     def node_count(self) -> int:
         counts = [server_state(p)[1] or 0 for p in self.client_ports]
         return max(counts)
@@ -340,6 +356,22 @@ class System:
 
     def wait_member_ready(self, i: int) -> None:
         self._wait_serving(i, 120)
+
+    # -- the kazoo workers: a client killed leaves its server running ----------------------------------------
+
+    def client_alive(self, i: int) -> bool:
+        agent = self.agents[i]
+        return agent is not None and agent.proc.poll() is None
+
+    def kill_client(self, i: int) -> None:
+        agent = self.agents[i]
+        if agent is not None:
+            os.kill(agent.pid, signal.SIGKILL)
+            common.PROCESSES.kill(agent.proc)
+
+    def restart_client(self, i: int) -> None:
+        """A new kazoo worker beside server i (a new session)."""
+        self._launch_client(i).wait_started(60)
 
     def stop(self) -> None:
         for agent in self.agents:
@@ -364,8 +396,4 @@ def zookeeper_version() -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--agent":
-        common.serve(_open, json.loads(sys.argv[2]))
-    else:
-        print("a worker of compare.py; run python benchmarks/compare.py", file=sys.stderr)
-        sys.exit(2)
+    common.worker_main(_open)

@@ -2,7 +2,8 @@
 
 One iteration: wait on the transport until a frame arrives, an application thread wakes it, or the next tick is
 due; step every frame that arrived into the replica; run the application's queued calls; tick if due; then drain
-the replica: persist (one synced batch for everything gathered in the iteration: group commit), send, store
+the replica: send a leader's appends, persist (one synced batch for everything gathered in the iteration: group commit), send
+the rest (one frame per recipient: a bundle when there are several messages), store
 snapshots, answer requests and hand watch events to the dispatcher.
 """
 
@@ -18,10 +19,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from embedzk.codec import decode, encode
+from embedzk.codec import decode
 from embedzk.errors import DecodeError, EmbedZKError, PeerStoppedError
 from embedzk.persist.base import Storage
 from embedzk.replica import Completion, Replica, ReplicaOutput
+from embedzk.replica.messages import pack
 from embedzk.transport.base import Transport
 from embedzk.tree.txn import Op
 
@@ -33,6 +35,11 @@ Hook = Callable[[ReplicaOutput], None]
 _CALL = "call"
 _OP = "op"
 _SYNC = "sync"
+
+# The application's calls one iteration takes in, at most. A burst of thousands then flows through the cluster in
+# slices: while the leader persists and replicates one slice, this peer already forwards the next, and every
+# member's loop stays busy instead of taking turns with one huge batch.
+_CALLS_PER_ITERATION = 128
 
 
 class Loop:
@@ -57,6 +64,8 @@ class Loop:
         self._on_crash = on_crash
         self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake_pending = False
+        # Calls still queued after an iteration took its share: the next iteration does not wait for frames.
+        self._calls_left = False
         self._waiting: dict[int, tuple[Future[Any], Callable[[Any], Any], float, bool]] = {}
         # Request ids start at a random point: the leader drops a forwarded request whose (origin, id) it already
         # proposed in the current term, and a peer restarted within one term must not look like its own copy.
@@ -141,7 +150,7 @@ class Loop:
             self._pump()
             while self._running:
                 now = time.monotonic()
-                frames = self.transport.receive(max(0.0, next_tick - now))
+                frames = self.transport.receive(0.0 if self._calls_left else max(0.0, next_tick - now))
                 for frm, frame in frames:
                     self._receive(frm, frame)
                 self._run_calls()
@@ -175,9 +184,10 @@ class Loop:
 
     def _run_calls(self) -> None:
         self._wake_pending = False
+        self._calls_left = False
         get = self._calls.get_nowait
         replica = self.replica
-        while True:
+        for _ in range(_CALLS_PER_ITERATION):
             try:
                 item = get()
             except queue.Empty:
@@ -201,6 +211,7 @@ class Loop:
                     self._complete(immediate)
             else:
                 replica.sync(request_id, item[5])
+        self._calls_left = True
 
     def _pump(self) -> None:
         replica = self.replica
@@ -209,19 +220,27 @@ class Loop:
             rd = replica.ready()
             raft = rd.raft
             if raft is not None:
+                if raft.early_messages:
+                    # A leader's appends leave before its own fsync, so that its followers' overlaps it.
+                    self._send(rd.early_messages)
                 if raft.snapshot is not None:
                     storage.install_snapshot(raft.snapshot[0], raft.snapshot[1])
                 if raft.entries or raft.hard_state is not None:
                     storage.append(raft.entries, raft.hard_state, sync=raft.must_sync)
             out = replica.advance(rd)
-            for to, msg in out.messages:
-                self.transport.send(to, encode(msg))
+            if out.messages:
+                self._send(out.messages)
             if out.snapshot is not None:
                 storage.save_snapshot(*out.snapshot)
                 storage.compact(out.compact_to)
             for completion in out.completions:
                 self._complete(completion)
             self._on_output(out)
+
+    def _send(self, messages: list[tuple[str, Any]]) -> None:
+        send = self.transport.send
+        for to, frame in pack(messages):
+            send(to, frame)
 
     def _complete(self, completion: Completion) -> None:
         waiting = self._waiting.pop(completion.request_id, None)

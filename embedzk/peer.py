@@ -321,9 +321,10 @@ class Peer(PeerRecipes):
             self._fire_for_replaced_tree(self._tree_seen)
         self._tree_seen = replica.tree
         state = replica.state
-        for zxid, events in out.applied:
-            for watcher, event in self._registry.trigger(events, zxid, state):
-                self._dispatch(watcher, event)
+        if out.applied and len(self._registry):  # most writes are watched by nobody: skip the matching
+            for zxid, events in out.applied:
+                for watcher, event in self._registry.trigger(events, zxid, state):
+                    self._dispatch(watcher, event)
         if out.leader_changed:
             leader = replica.lead
             self._leader = leader

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 
-
-def free_ports(n: int) -> list[int]:
-    """n TCP ports on 127.0.0.1 that are free right now."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+from embedzk.testing import free_ports
 
 
 def cluster_addresses(n: int) -> dict[str, str]:

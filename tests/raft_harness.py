@@ -58,6 +58,7 @@ def drive(node: RawNode, storage: MemoryStorage) -> tuple[list[Message], list[En
     applied: list[Entry] = []
     while node.has_ready():
         rd = node.ready()
+        msgs.extend(rd.early_messages)
         if rd.snapshot is not None:
             storage.install_snapshot(*rd.snapshot)
         if rd.entries or rd.hard_state is not None:
@@ -141,7 +142,9 @@ class Driver:
             self.readies += 1
             if rd.soft_state is not None and rd.soft_state.role == StateRole.LEADER:
                 self.network.record_leader(node.term, self.id)
-            # 1. the snapshot, 2. entries and hard state: durable before any message leaves.
+            # 0. a leader's appends and heartbeats may leave before its own disk write.
+            out.extend(rd.early_messages)
+            # 1. the snapshot, 2. entries and hard state: durable before any other message leaves.
             if rd.snapshot is not None:
                 meta, chunks = rd.snapshot
                 self.storage.install_snapshot(meta, chunks)

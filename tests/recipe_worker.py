@@ -19,78 +19,37 @@ Counter ``count`` times, emitting ``counted`` after each), ``stop``.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
-import signal
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import Future
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+if __name__ == "__main__":  # run as a script: the repository's root makes tests._worker_protocol importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tests._worker_protocol import (  # some re-exported, for the tests and the recipe benchmark
+    WorkerError,
+    WorkerProcess,
+    decode,
+    emit,
+    encode,
+    free_ports,
+    serve,
+    start_peer,
+)
 
-def encode(value: Any) -> Any:
-    """A JSON-able form of a recipe's answer."""
-    if isinstance(value, bytes):
-        return {"b64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): encode(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted(encode(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: encode(getattr(value, k)) for k in value.__dataclass_fields__}
-    if hasattr(value, "value") and type(value).__module__ == "embedzk.model":
-        return value.value
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
-
-
-def decode(value: Any) -> Any:
-    """The inverse of :func:`encode` for bytes (the rest stays JSON)."""
-    if isinstance(value, dict):
-        if set(value) == {"b64"}:
-            return base64.b64decode(value["b64"])
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
+__all__ = ["RecipeWorker", "WorkerError", "decode", "encode", "free_ports", "start_cluster"]
 
 # ----------------------------------------------------------------------------------------------------------------
 # the child
 
 
 def _child(config: dict[str, Any]) -> None:
-    sys.path.insert(0, os.path.dirname(HERE))
-    from embedzk import Peer
-
-    out_lock = threading.Lock()
-
-    def emit(obj: dict[str, Any]) -> None:
-        line = json.dumps(obj)
-        with out_lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    peer = Peer(
-        config["id"],
-        bind=config["bind"],
-        peers=config["peers"],
-        data_dir=config.get("data_dir"),
-        observer=config.get("observer", False),
-        session_timeout=config.get("session_timeout", 2.0),
-    )
-    peer.start(timeout=config.get("start_timeout", 60.0))
-    emit({"started": True, "pid": os.getpid(), "leader": peer.leader})
-
+    peer = start_peer(config, 60.0, observer=False, session_timeout=2.0)
     objects: dict[str, Any] = {}
     abdicate: dict[str, threading.Event] = {}
 
@@ -98,9 +57,7 @@ def _child(config: dict[str, Any]) -> None:
         emit({"event": {"tag": tag, "args": encode(list(args)), "t": time.monotonic_ns(), "pid": os.getpid()}})
 
     def run(cmd: dict[str, Any]) -> Any:
-        op = cmd["op"]
-        args = decode(cmd.get("args", []))
-        kwargs = decode(cmd.get("kwargs", {}))
+        op, args, kwargs = cmd["op"], cmd.get("args", []), cmd.get("kwargs", {})
         if op == "new":
             objects[cmd["name"]] = getattr(peer, cmd["recipe"])(*args, **kwargs)
             return None
@@ -163,112 +120,26 @@ def _child(config: dict[str, Any]) -> None:
             return cmd["count"]
         raise ValueError(f"unknown op {op!r}")
 
-    def serve(cmd: dict[str, Any]) -> None:
-        try:
-            emit({"id": cmd["id"], "ok": encode(run(cmd))})
-        except Exception as exc:
-            emit({"id": cmd["id"], "error": type(exc).__name__, "message": str(exc)})
-
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["op"] == "stop":
-            peer.stop()
-            emit({"id": cmd["id"], "ok": None})
-            return
-        threading.Thread(target=serve, args=(cmd,), daemon=True).start()
-    peer.stop()
+    serve(peer, run, threads=0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # the test side
 
 
-class WorkerError(RuntimeError):
-    """A command failed in the worker; ``kind`` is the name of the exception class there."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-
-
-class RecipeWorker:
+class RecipeWorker(WorkerProcess):
     """A child process running one Peer and its recipes."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-        self.id = config["id"]
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            text=True,
-            bufsize=1,
-        )
-        self.pid = self.proc.pid
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.started = threading.Event()
-        self._futures: dict[int, Future[Any]] = {}
-        self._n = 0
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+    script = os.path.abspath(__file__)
+    start_wait = 60.0
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if "event" in msg:
-                msg["event"]["args"] = decode(msg["event"].get("args", []))
-                self.events.put(msg["event"])
-            elif "started" in msg:
-                self.started.set()
-            elif "id" in msg:
-                with self._lock:
-                    future = self._futures.pop(msg["id"], None)
-                if future is None:
-                    continue
-                if "error" in msg:
-                    future.set_exception(WorkerError(msg["error"], msg.get("message", "")))
-                else:
-                    future.set_result(decode(msg["ok"]))
-        with self._lock:  # the process ended: nothing more will be answered
-            futures, self._futures = self._futures, {}
-        for future in futures.values():
-            future.set_exception(WorkerError("ProcessEnded", f"{self.id} exited"))
-
-    def wait_started(self, timeout: float = 60.0) -> None:
-        """Wait until the child's peer is connected."""
-        deadline = time.monotonic() + timeout
-        while not self.started.wait(0.05):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.id} exited with status {self.proc.returncode} before it started")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.id} did not start within {timeout}s")
-
-    def submit(self, op: str, **fields: Any) -> Future[Any]:
-        """Send a command; its answer completes the returned Future."""
-        future: Future[Any] = Future()
-        fields = {k: encode(v) for k, v in fields.items()}
-        with self._lock:
-            self._n += 1
-            n = self._n
-            self._futures[n] = future
-            assert self.proc.stdin is not None
-            try:
-                self.proc.stdin.write(json.dumps({"id": n, "op": op, **fields}) + "\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                self._futures.pop(n, None)
-                future.set_exception(WorkerError("ProcessEnded", f"{self.id} is not running"))
-        return future
+    def on_event(self, event: dict[str, Any]) -> None:
+        event["args"] = decode(event.get("args", []))
+        self.events.put(event)
 
     def call(self, op: str, timeout: float = 30.0, **fields: Any) -> Any:
         """Send a command and wait for its answer."""
-        return self.submit(op, **fields).result(timeout)
+        return self.request(op, timeout, **fields)
 
     # shorthands
     def new(self, name: str, recipe: str, *args: Any, **kwargs: Any) -> None:
@@ -300,39 +171,6 @@ class RecipeWorker:
                 continue
             if event["tag"] == tag:
                 return event
-
-    def kill(self) -> int:
-        """SIGKILL the child (by pid), reap it; return time.monotonic_ns() just before the kill."""
-        t = time.monotonic_ns()
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        return t
-
-    def close(self) -> None:
-        """Stop the child politely if it still runs (its session closes), then make sure it is gone."""
-        if self.proc.poll() is None:
-            try:
-                self.call("stop", timeout=10)
-                self.proc.wait(10)
-            except Exception:
-                pass
-        self.kill()
-
-
-def free_ports(n: int) -> list[int]:
-    """n TCP ports on 127.0.0.1 that are free right now."""
-    import socket
-
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def start_cluster(n: int, session_timeout: float = 2.0, prefix: str = "w") -> list[RecipeWorker]:

@@ -29,8 +29,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import embedzk
-from embedzk.codec import DEFAULT_MAX_SIZE, DecodeError, decode, encode, message, registered_types
-from embedzk.codec import core
+from embedzk.codec import (
+    DEFAULT_MAX_SIZE,
+    DecodeError,
+    core,
+    decode,
+    encode,
+    encode_spliced,
+    message,
+    registered_types,
+)
+from embedzk.consensus import Message
+from embedzk.replica.messages import Bundle, Forward, SessionPing, pack
+from embedzk.tree.txn import SetDataOp
 
 # -- discovering every wire type ----------------------------------------------------------------------------------
 
@@ -61,7 +72,13 @@ def test_every_module_imports_so_every_wire_type_is_covered() -> None:
 
 
 def test_the_known_wire_types_are_registered() -> None:
-    from embedzk.consensus.types import ConfChange, ConfState, Entry, HardState, SnapshotMeta
+    from embedzk.consensus.types import (
+        ConfChange,
+        ConfState,
+        Entry,
+        HardState,
+        SnapshotMeta,
+    )
     from embedzk.tree import txn
 
     for cls in (txn.CreateOp, txn.DeleteOp, txn.SetDataOp, txn.CheckOp, txn.MultiOp, txn.CreateSessionOp,
@@ -717,3 +734,46 @@ def test_encode_decode_speed() -> None:
         print(f"\n{name}: {len(encoded)} bytes, encode {enc:.2f} us, decode {dec:.2f} us")
         # Generous bounds: they catch an accidental slow path (a scan, a re-resolve per call), not noise.
         assert enc < 50 and dec < 50
+
+
+# -- bundles: several messages to one recipient in one frame ------------------------------------------------------
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), strategy_for(SessionPing) | strategy_for(Forward) | strategy_for(Message)),
+        max_size=30,
+    ),
+    st.integers(min_value=1, max_value=2000),
+)
+@settings(max_examples=150, deadline=None)
+def test_pack_keeps_each_recipients_messages_in_order_within_the_limit(
+    messages: list[tuple[str, Any]], limit: int
+) -> None:
+    frames = pack(messages, limit=limit)
+    received: dict[str, list[Any]] = {}
+    for to, frame in frames:
+        value = decode(frame)
+        if isinstance(value, Bundle):
+            assert len(value.messages) > 1  # a lone message goes as it is, whatever its size
+            assert len(frame) <= limit + 16  # the messages' bytes within the limit, plus the bundle's own head
+            received.setdefault(to, []).extend(value.messages)
+        else:
+            received.setdefault(to, []).append(value)
+    expected: dict[str, list[Any]] = {}
+    for to, msg in messages:
+        expected.setdefault(to, []).append(msg)
+    assert received == expected
+    assert len(frames) <= len(messages)
+
+
+def test_a_bundle_encoded_by_splicing_is_the_bundle_encoded_whole() -> None:
+    inner = (SessionPing((1, 2)), Forward(3, 4, 5, 6, SetDataOp("/a", b"x", -1)))
+    assert encode_spliced(Bundle, [encode(m) for m in inner]) == encode(Bundle(inner))
+    many = tuple(SessionPing((i,)) for i in range(300))  # past the one-byte array length
+    assert decode(encode_spliced(Bundle, [encode(m) for m in many])) == Bundle(many)
+
+
+def test_a_bundle_cannot_hold_a_bundle() -> None:
+    nested = encode_spliced(Bundle, [encode(Bundle((SessionPing((1,)), SessionPing((2,)))))])
+    with pytest.raises(DecodeError, match="not allowed here"):
+        decode(nested)

@@ -39,7 +39,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +54,7 @@ from embedzk.persist import LevelDBStorage, MemoryStorage, SnapshotPart
 from embedzk.persist.records import seal
 from embedzk.replica import Replica, ReplicaConfig
 from embedzk.replica import snapshots as snapshot_jobs
+from embedzk.testing import free_ports
 from embedzk.testing.simulator import SimConfig, Simulation, SimulationFailure
 from embedzk.tree import (
     CheckOp,
@@ -79,18 +79,6 @@ IDS = ("a", "b", "c")
 pytestmark = pytest.mark.timeout(60)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -111,7 +99,7 @@ class Cluster:
 
     def __init__(self, root: Path, **options: Any) -> None:
         self.root = root
-        self.addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(IDS, _free_ports(len(IDS)))}
+        self.addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(IDS, free_ports(len(IDS)))}
         self.options = {
             "cluster": "crash",
             "session_timeout": 2.0,
@@ -381,7 +369,7 @@ def test_the_whole_cluster_sigkilled_at_once_loses_nothing_acknowledged(cluster:
 def _solo_data_dir(root: Path) -> tuple[Path, dict[str, Any]]:
     """The data_dir of a one-peer cluster that wrote a few hundred znodes (snapshots included), with its data
     compacted into LevelDB table files; and the config that started it."""
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     config: dict[str, Any] = {
         "id": "a",
         "bind": f"tcp://127.0.0.1:{port}",
@@ -464,7 +452,7 @@ def test_damaged_or_foreign_data_dirs_are_refused_with_a_clear_storage_error(tmp
     peers: list[tuple[str, CrashPeer, str]] = []
     try:
         for kind, cfg, expected in cases:  # all at once: each is one process start
-            port = _free_ports(1)[0]
+            port = free_ports(1)[0]
             peers.append((kind, CrashPeer(cfg | {"bind": f"tcp://127.0.0.1:{port}", "start_timeout": 10}), expected))
         for kind, peer, expected in peers:
             with pytest.raises(StartFailed) as refused:
@@ -478,7 +466,7 @@ def test_damaged_or_foreign_data_dirs_are_refused_with_a_clear_storage_error(tmp
         for _kind, peer, _expected in peers:
             peer.kill()
     # Nothing started afresh over the damage: the original still holds its data, and a peer starts on it.
-    peer = CrashPeer(config | {"bind": f"tcp://127.0.0.1:{_free_ports(1)[0]}"})
+    peer = CrashPeer(config | {"bind": f"tcp://127.0.0.1:{free_ports(1)[0]}"})
     try:
         peer.wait_started(30)
         assert peer.call("get", "/n59") == "x" * 2000
@@ -789,6 +777,7 @@ class _Replicas:
         replica, disk = self.replicas[node_id], self.disks[node_id]
         while replica.has_ready():
             rd = replica.ready()
+            self.queue.extend((node_id, to, encode(msg)) for to, msg in rd.early_messages)
             if rd.raft is not None:
                 if rd.raft.snapshot is not None:
                     disk.install_snapshot(*rd.raft.snapshot)

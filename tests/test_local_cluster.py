@@ -140,6 +140,8 @@ def test_a_session_that_expires_during_a_partition_is_lost_then_renewed() -> Non
         leader = c.leader()
         follower = next(p for p in c.peers if p is not leader)
         follower.create("/mine", b"", ephemeral=True)
+        leader.sync()  # the follower may apply its write before the leader does: reads elsewhere need a sync
+        assert leader.exists("/mine") is not None
         old_session = follower.session_id
         log = StateLog(follower)
         c.isolate(follower.id)

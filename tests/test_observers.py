@@ -1,7 +1,7 @@
 """Observers: peers that replicate, serve local reads and forward writes, but never vote.
 
-One cluster of 3 voters and 10 observers, in this process over inproc://, serves the whole module; the test that
-stops voters comes last.
+One cluster of 3 voters and 10 observers, in this process over inproc://, serves the tests that stop no member; a
+test that stops members has a cluster of its own, so the tests pass in any order.
 """
 
 from __future__ import annotations
@@ -26,11 +26,32 @@ from embedzk.testing.cluster import wait_until
 pytestmark = pytest.mark.timeout(120)
 
 
+def _cluster() -> LocalCluster:
+    # request_timeout: short, so that a write refused for want of a quorum fails quickly.
+    return LocalCluster(n=3, observers=10, session_timeout=3.0, request_timeout=1.5)
+
+
 @pytest.fixture(scope="module")
 def big() -> Iterator[LocalCluster]:
-    # request_timeout: short, so that the write refused for want of a quorum fails quickly at the end.
-    with LocalCluster(n=3, observers=10, session_timeout=3.0, request_timeout=1.5) as cluster:
+    """The cluster shared by the tests that stop no member."""
+    with _cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def own() -> Iterator[LocalCluster]:
+    """A cluster of the test's own, for a test that stops members."""
+    with _cluster() as cluster:
+        yield cluster
+
+
+def _lose_the_quorum(cluster: LocalCluster) -> Peer:
+    """Stop two of the three voters as if their processes died; return the lone voter, once it stepped down."""
+    leader = cluster.leader()
+    for voter in [v for v in cluster.voters if v is not leader]:
+        cluster.stop_member(voter.id, close_session=False)
+    wait_until(lambda: not leader.is_leader, timeout=10, what="the lone voter steps down")
+    return leader
 
 
 def test_three_voters_and_ten_observers_form_one_cluster(big: LocalCluster) -> None:
@@ -72,49 +93,49 @@ def test_observers_forward_writes(big: LocalCluster) -> None:
         assert voter.get("/from-o3")[0] == b"changed"
 
 
-def test_observer_ephemerals_and_watches(big: LocalCluster) -> None:
+def test_observer_ephemerals_and_watches(own: LocalCluster) -> None:
     events: queue.Queue[Any] = queue.Queue()
-    big["o5"].watch("/obs-watched").connect(lambda sender, event: events.put(event), weak=False)
-    big["p1"].create("/obs-watched", b"x")
+    own["o5"].watch("/obs-watched").connect(lambda sender, event: events.put(event), weak=False)
+    own["p1"].create("/obs-watched", b"x")
     assert events.get(timeout=10).type is EventType.CREATED
-    path = big["o7"].create("/o7-alive", b"", ephemeral=True)
-    big["p0"].sync()
-    assert big["p0"].exists(path).ephemeral_owner == big["o7"].session_id  # type: ignore[union-attr]
-    big.stop_member("o7")
-    big["p0"].sync()
-    assert big["p0"].exists(path) is None
+    path = own["o7"].create("/o7-alive", b"", ephemeral=True)
+    own["p0"].sync()
+    assert own["p0"].exists(path).ephemeral_owner == own["o7"].session_id  # type: ignore[union-attr]
+    own.stop_member("o7")
+    own["p0"].sync()
+    assert own["p0"].exists(path) is None
 
 
-def test_stopping_observers_never_costs_the_quorum(big: LocalCluster) -> None:
+def test_stopping_observers_never_costs_the_quorum(own: LocalCluster) -> None:
     for pid in ("o0", "o1", "o2", "o3", "o4", "o6"):
-        big.stop_member(pid, close_session=False)
-    assert big.leader().create("/after-observers-left") == "/after-observers-left"
-    big["o8"].create("/observer-still-writes")
-    big["p2"].sync()
-    assert big["p2"].exists("/observer-still-writes") is not None
+        own.stop_member(pid, close_session=False)
+    assert own.leader().create("/after-observers-left") == "/after-observers-left"
+    own["o8"].create("/observer-still-writes")
+    own["p2"].sync()
+    assert own["p2"].exists("/observer-still-writes") is not None
 
 
-def test_observers_never_vote(big: LocalCluster) -> None:
-    # Stopping two of the three voters loses the quorum, however many observers are up.
-    running_observers = big.observers
-    assert len(running_observers) >= 3
-    leader = big.leader()
-    for voter in [v for v in big.voters if v is not leader]:
-        big.stop_member(voter.id, close_session=False)
-    wait_until(lambda: not leader.is_leader, timeout=10, what="the lone voter steps down")
+def test_observers_never_vote(own: LocalCluster) -> None:
+    # Stopping two of the three voters loses the quorum, however many observers are up: here the ten observers
+    # outnumber the one voter left many times over, and still nobody is elected.
+    own["o0"].create("/before-the-quorum-went", b"kept")
+    for observer in own.observers:
+        observer.sync()
+    leader = _lose_the_quorum(own)
     time.sleep(1.0)  # several election timeouts: nobody can be elected
-    assert not any(p.is_leader for p in big.peers)
-    writes = [running_observers[0].create_async("/no-quorum"), leader.create_async("/no-quorum")]
+    assert not any(p.is_leader for p in own.peers)
+    writes = [own.observers[0].create_async("/no-quorum"), leader.create_async("/no-quorum")]
     for write in writes:
         assert isinstance(write.exception(10), (OperationTimeoutError, ConnectionLossError))
     assert leader.state is KeeperState.SUSPENDED
-    for observer in running_observers:
-        assert observer.get("/replicated")[0] == b"to everyone"  # local reads still answer
+    for observer in own.observers:
+        assert observer.get("/before-the-quorum-went")[0] == b"kept"  # local reads still answer
 
 
-def test_observers_are_suspended_once_the_voters_lost_their_quorum(big: LocalCluster) -> None:
-    assert not any(p.is_leader for p in big.peers)  # after the test above
-    wait_until(lambda: all(o.state is KeeperState.SUSPENDED for o in big.observers), timeout=5)
+def test_observers_are_suspended_once_the_voters_lost_their_quorum(own: LocalCluster) -> None:
+    _lose_the_quorum(own)
+    wait_until(lambda: all(o.state is KeeperState.SUSPENDED for o in own.observers), timeout=5)
+    assert not any(p.is_leader for p in own.peers)
 
 
 def test_an_observer_process_needs_the_voters() -> None:

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from embedzk.testing import free_ports
 from tests.peer_process import PeerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture
 def cluster(tmp_path: Any) -> Iterator[dict[str, PeerProcess]]:
     ids = ["a", "b", "c"]
-    addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(ids, _free_ports(3))}
+    addresses = {pid: f"tcp://127.0.0.1:{port}" for pid, port in zip(ids, free_ports(3))}
     procs: dict[str, PeerProcess] = {}
     try:
         for pid in ids:
@@ -151,7 +139,7 @@ def test_every_kind_of_call_across_processes(cluster: dict[str, PeerProcess]) ->
 
 def test_an_observer_process_joins_replicates_and_forwards(cluster: dict[str, PeerProcess], tmp_path: Any) -> None:
     voters = {p.id: p.config["bind"] for p in cluster.values()}
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     observer = PeerProcess({
         "id": "obs",
         "bind": f"tcp://127.0.0.1:{port}",

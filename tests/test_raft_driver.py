@@ -133,6 +133,41 @@ def test_messages_that_need_durability_come_with_what_they_depend_on() -> None:
     assert rd.must_sync
 
 
+def test_a_leaders_appends_may_leave_before_its_own_disk_write() -> None:
+    # Thesis 10.2.1: the leader replicates while it writes. Only a leader's appends, heartbeats and snapshot chunks
+    # come early; whatever promises durability (acknowledgements, votes) waits in Ready.messages.
+    net = Network(["a", "b", "c"])
+    net.elect("a")
+    leader = net["a"]
+    leader.propose(b"v")
+    rd = leader.ready()
+    assert [e.data for e in rd.entries] == [b"v"]
+    assert sorted(m.to for m in rd.early_messages) == ["b", "c"]
+    assert {m.type for m in rd.early_messages} == {MessageType.APP}
+    assert all(m.type in (MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP) for m in rd.early_messages)
+    assert not [m for m in rd.messages if m.type == MessageType.APP]
+    # The leader counts itself only after advance(): one follower's acknowledgement is not a quorum yet; both
+    # followers' are, whatever became of the leader's own write.
+    for m in rd.early_messages:
+        net.deliver(m)
+    acks = [m for m in net.take() if m.to == "a"]
+    assert {m.type for m in acks} == {MessageType.APP_RESP}
+    leader.step(acks[0])
+    assert leader.status().commit < rd.entries[0].index
+    leader.step(acks[1])
+    assert leader.status().commit == rd.entries[0].index
+    net.driver("a").storage.append(rd.entries, rd.hard_state)
+    leader.advance(rd)
+    # A follower's acknowledgement never comes early: it promises the entries are on its disk.
+    follower = net["b"]
+    leader.propose(b"w")
+    (app,) = [m for m in leader.ready().early_messages if m.to == "b"]
+    follower.step(app)
+    frd = follower.ready()
+    assert frd.early_messages == []
+    assert [m.type for m in frd.messages] == [MessageType.APP_RESP]
+
+
 def test_step_ignores_messages_for_someone_else_or_from_itself() -> None:
     node, _ = fresh()
     node.step(Message(type=MessageType.VOTE, to="b", frm="c", term=5))

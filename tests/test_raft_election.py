@@ -43,6 +43,7 @@ def drain(node: RawNode) -> list[Message]:
     out: list[Message] = []
     while node.has_ready():
         rd = node.ready()
+        out.extend(rd.early_messages)
         out.extend(rd.messages)
         node.advance(rd)
     return out

@@ -104,6 +104,7 @@ class RandomRun:
             if rd.soft_state is not None and rd.soft_state.role == StateRole.LEADER:
                 self.net.record_leader(node.term, id)
                 self.check_leader_completeness(id)
+            self.pool.extend(rd.early_messages)  # a leader's appends leave before its own disk write
             if crash_at == "before-persist":
                 self.crash(id)
                 return

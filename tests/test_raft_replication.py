@@ -358,7 +358,7 @@ def test_inputs_between_ready_and_advance_are_safe() -> None:
     rd2 = b.node.ready()
     assert [e.data for e in rd2.entries] == [b"two"]  # not handed out twice, not lost
     b.storage.append(rd2.entries, rd2.hard_state)
-    net.queue.extend(rd.messages + rd2.messages)
+    net.queue.extend(rd.early_messages + rd.messages + rd2.early_messages + rd2.messages)
     b.node.advance(rd2)
     net.stabilize()
     net.tick(2)

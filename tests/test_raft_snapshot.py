@@ -92,7 +92,7 @@ def test_the_follower_hands_out_the_complete_snapshot_once() -> None:
                 c.storage.append(rd.entries, rd.hard_state)
             for e in rd.committed_entries:
                 c._apply(e)
-            net.queue.extend(rd.messages)
+            net.queue.extend(rd.early_messages + rd.messages)
             c.node.advance(rd)
         return []
 

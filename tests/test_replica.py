@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from embedzk.codec import decode, encode
+from embedzk.codec import decode
 from embedzk.consensus.types import ConfState
 from embedzk.errors import BadArgumentsError, NodeExistsError, SessionExpiredError
 from embedzk.persist.memory import MemoryStorage
 from embedzk.replica import Completion, Replica, ReplicaConfig
-from embedzk.replica.messages import Forward
+from embedzk.replica.messages import Forward, pack
 from embedzk.tree.txn import CreateOp, SetDataOp
 
 TICK = 0.01
@@ -44,6 +44,7 @@ class Cluster:
         replica = self.replicas[node_id]
         while replica.has_ready():
             rd = replica.ready()
+            self.queue.extend((node_id, to, frame) for to, frame in pack(rd.early_messages))
             if rd.raft is not None:
                 if rd.raft.snapshot is not None:
                     self.disks[node_id].install_snapshot(*rd.raft.snapshot)
@@ -53,8 +54,7 @@ class Cluster:
             if out.snapshot is not None:
                 self.disks[node_id].save_snapshot(*out.snapshot)
                 self.disks[node_id].compact(out.compact_to)
-            for to, msg in out.messages:
-                self.queue.append((node_id, to, encode(msg)))
+            self.queue.extend((node_id, to, frame) for to, frame in pack(out.messages))
             self.completions[node_id].extend(out.completions)
             self.events[node_id].extend(out.applied)
 

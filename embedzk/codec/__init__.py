@@ -10,7 +10,14 @@ Tag ranges: 1-31 tree transactions, 32-63 consensus, 64-95 replica, 96-127 trans
 persisted records.
 """
 
-from embedzk.codec.core import DEFAULT_MAX_SIZE, decode, encode, message, registered_types
+from embedzk.codec.core import (
+    DEFAULT_MAX_SIZE,
+    decode,
+    encode,
+    encode_spliced,
+    message,
+    registered_types,
+)
 from embedzk.errors import DecodeError
 
-__all__ = ["DEFAULT_MAX_SIZE", "DecodeError", "decode", "encode", "message", "registered_types"]
+__all__ = ["DEFAULT_MAX_SIZE", "DecodeError", "decode", "encode", "encode_spliced", "message", "registered_types"]

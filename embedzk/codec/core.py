@@ -123,6 +123,33 @@ def encode(value: Any) -> bytes:
     return cbor2.dumps(_to_wire(value))
 
 
+def encode_spliced(cls: type, encoded_items: list[bytes]) -> bytes:
+    """Encode a ``cls`` whose one field is a sequence of registered values, from those values already encoded.
+
+    The same bytes as ``encode(cls(tuple(decode(b) for b in encoded_items)))``, without decoding or re-encoding
+    the items: CBOR items concatenate, so the array's head is written and the items follow as they are. The items
+    must each be one whole CBOR item (what :func:`encode` returns).
+    """
+    wire = _BY_CLASS.get(cls)
+    if wire is None or len(wire.field_names) != 1:
+        raise TypeError(f"{cls.__name__} is not a registered type with one field")
+    head = _array_head(3) + cbor2.dumps(wire.tag) + cbor2.dumps(wire.version) + _array_head(len(encoded_items))
+    return b"".join((head, *encoded_items))
+
+
+def _array_head(length: int) -> bytes:
+    """The head of a definite-length CBOR array (major type 4) of ``length`` items (RFC 8949, 3.1)."""
+    if length < 24:
+        return bytes((0x80 | length,))
+    if length < 1 << 8:
+        return bytes((0x98, length))
+    if length < 1 << 16:
+        return b"\x99" + length.to_bytes(2, "big")
+    if length < 1 << 32:
+        return b"\x9a" + length.to_bytes(4, "big")
+    return b"\x9b" + length.to_bytes(8, "big")
+
+
 def decode(
     data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_SIZE, expect: type[T] | None = None
 ) -> Any:

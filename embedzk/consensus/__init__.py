@@ -40,6 +40,9 @@ The loop: what the driver must do, and in which order
 
     while node.has_ready():
         rd = node.ready()
+        # 0. A leader's appends, heartbeats and snapshot chunks may go at once, while its own disk write is under
+        #    way (thesis 10.2.1): they promise nothing about this node's disk.
+        transport.send_all(rd.early_messages)
         # 1. A snapshot received from the leader: install it, durably, and restore the state machine from it.
         if rd.snapshot is not None:
             meta, chunks = rd.snapshot
@@ -63,7 +66,8 @@ The loop: what the driver must do, and in which order
 
 Rules the core relies on:
 
-* Steps 1-2 complete (durably) before step 3. Breaking this breaks Raft's safety after a crash.
+* Steps 1-2 complete (durably) before step 3. Breaking this breaks Raft's safety after a crash. Step 0 may go
+  before, after or during steps 1-2.
 * Only one Ready is outstanding: ``ready()`` again before ``advance()`` raises ReadyProtocolError.
 * Committed entries may include entries from this same Ready's ``entries``: that is why they are applied after
   step 2.

@@ -9,19 +9,33 @@ from dataclasses import dataclass, field
 from embedzk.consensus.confchange import encode_conf_change
 from embedzk.consensus.errors import ReadyProtocolError
 from embedzk.consensus.log import entries_size
-from embedzk.consensus.messages import Message
+from embedzk.consensus.messages import Message, MessageType
 from embedzk.consensus.progress import ProgressState
 from embedzk.consensus.raft import Config, Raft, ReadState, SoftState, StateRole
-from embedzk.consensus.types import ConfChange, ConfState, Entry, EntryType, HardState, SnapshotMeta
+from embedzk.consensus.types import (
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    SnapshotMeta,
+)
 from embedzk.persist.base import Storage
 
 __all__ = ["ProgressStatus", "RawNode", "Ready", "Status"]
+
+# Only a leader sends these, and only for its own term, which it persisted (with its vote for itself) before it
+# could lead: what they carry (entries of its log, a commit index a quorum has made durable, a stored snapshot) is
+# true whether or not the Ready they come with ever reaches the disk. Answers (APP_RESP, VOTE_RESP ...) promise
+# that the Ready is durable and must wait for it.
+_EARLY_TYPES = frozenset({MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP})
 
 
 @dataclass(slots=True)
 class Ready:
     """What the driver must do now, in this order (see the package docstring):
 
+    0. ``early_messages``: send them whenever convenient, best before persisting (they depend on nothing here).
     1. ``snapshot``: if set, ``storage.install_snapshot(meta, chunks)`` and restore the state machine from it.
     2. ``entries`` and ``hard_state``: ``storage.append(entries, hard_state)`` (durable, one sync) when either
        is non-empty/set.
@@ -46,6 +60,11 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     #: Messages to send once entries, hard state and snapshot are durable.
     messages: list[Message] = field(default_factory=list)
+    #: Messages that may be sent before (or while) this Ready is persisted: a leader's appends, heartbeats and
+    #: snapshot chunks. They carry entries and a commit index the leader already has in memory and promise nothing
+    #: about its disk, so the leader's fsync overlaps its followers' (thesis 10.2.1). Its own acknowledgement of
+    #: the entries still waits for advance().
+    early_messages: list[Message] = field(default_factory=list)
     #: Read-index requests that became safe.
     read_states: list[ReadState] = field(default_factory=list)
     #: Whether the write of ``entries``/``hard_state``/``snapshot`` must be synced (a change of term or vote, or
@@ -61,6 +80,7 @@ class Ready:
             or self.snapshot is not None
             or self.committed_entries
             or self.messages
+            or self.early_messages
             or self.read_states
         )
 
@@ -239,8 +259,14 @@ class RawNode:
         rd.committed_entries = log.next_committed_entries()
         if rd.entries or rd.snapshot is not None:
             rd.must_sync = True
-        rd.messages = raft.msgs
+        msgs = raft.msgs
         raft.msgs = []
+        if msgs:
+            early = _EARLY_TYPES
+            rd.early_messages = [m for m in msgs if m.type in early]
+            if rd.early_messages:
+                msgs = [m for m in msgs if m.type not in early]
+        rd.messages = msgs
         rd.read_states = raft.read_states
         raft.read_states = []
         # Mark everything handed out as in progress (etcd: acceptReady).

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from embedzk.codec import message
+from embedzk.codec import encode, encode_spliced, message
+from embedzk.consensus import Message
 from embedzk.tree.txn import Op, Txn
+
+#: Messages bundled into one frame add up to at most this many bytes; a larger one goes alone. Bundling pays for
+#: many small messages (forwards, acknowledgements); a big append gains nothing from company.
+BUNDLE_LIMIT = 256 * 1024
 
 
 @message(64)
@@ -87,3 +94,42 @@ class Join:
 
     address: str
     learner: bool = True
+
+
+@message(70)
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """Several messages to one recipient in one frame, in the order they were sent: one transport send and one
+    receive instead of many (a follower under load forwards many requests per loop iteration)."""
+
+    messages: tuple[Message | Forward | ForwardRejected | SessionPing | Join, ...]
+
+
+def pack(messages: Iterable[tuple[str, Any]], limit: int = BUNDLE_LIMIT) -> list[tuple[str, bytes]]:
+    """Encode ``(recipient, message)`` pairs into frames: per recipient, its messages in order, several small ones
+    in one :class:`Bundle` (up to ``limit`` bytes), a lone one as it is."""
+    by_recipient: dict[str, list[bytes]] = {}
+    for to, msg in messages:
+        encoded = by_recipient.get(to)
+        if encoded is None:
+            encoded = by_recipient[to] = []
+        encoded.append(encode(msg))
+    frames: list[tuple[str, bytes]] = []
+    for to, encoded in by_recipient.items():
+        if len(encoded) == 1:
+            frames.append((to, encoded[0]))
+            continue
+        group: list[bytes] = []
+        size = 0
+        for item in encoded:
+            if group and size + len(item) > limit:
+                frames.append((to, _frame(group)))
+                group, size = [], 0
+            group.append(item)
+            size += len(item)
+        frames.append((to, _frame(group)))
+    return frames
+
+
+def _frame(group: list[bytes]) -> bytes:
+    return group[0] if len(group) == 1 else encode_spliced(Bundle, group)

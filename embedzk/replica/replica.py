@@ -10,15 +10,18 @@ The driver (the peer's loop thread, or the simulator) owns every clock, socket a
 
 1. Feed inputs: :meth:`tick` at a fixed interval with the monotonic and wall-clock time; :meth:`receive` for every
    message that arrives; :meth:`submit`, :meth:`sync` for the application's requests.
-2. While :meth:`has_ready`: ``rd = replica.ready()``; persist ``rd.raft`` as the consensus contract says (the
+2. While :meth:`has_ready`: ``rd = replica.ready()``; send ``rd.early_messages`` (a leader's appends and
+   heartbeats, which need not wait for its disk); persist ``rd.raft`` as the consensus contract says (the
    snapshot with ``storage.install_snapshot``, then ``storage.append(rd.raft.entries, rd.raft.hard_state)``);
    then ``out = replica.advance(rd)``, send ``out.messages``, store ``out.snapshot`` if any
    (``storage.save_snapshot`` then ``storage.compact(out.compact_to)``), hand ``out.completions`` to whoever
    waits and ``out.applied`` to the watch dispatcher. ``out.snapshot`` may be one part of a snapshot written
    across several iterations (a :class:`~embedzk.persist.base.SnapshotPart`); storage takes it all the same.
 
-Nothing is sent before what it depends on is on disk, because the driver sends only what :meth:`advance` returns,
-and calls it only after persisting.
+Nothing is sent before what it depends on is on disk: the driver sends what :meth:`advance` returns, and calls it
+only after persisting; the early messages depend on nothing this Ready persists. :func:`pack` turns a list of
+messages into frames, one per recipient (a :class:`Bundle` when there are several), and :meth:`receive` takes
+bundles as they come.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from embedzk.codec import decode, encode
 from embedzk.consensus import Config as RaftConfig
@@ -51,6 +54,7 @@ from embedzk.model import KeeperState
 from embedzk.persist.base import SnapshotPart, Storage
 from embedzk.replica import snapshots as snapshot_jobs
 from embedzk.replica.messages import (
+    Bundle,
     Command,
     Forward,
     ForwardRejected,
@@ -71,6 +75,8 @@ from embedzk.tree.txn import (
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 SNAPSHOT_FORMAT = 1
 #: The highest session id ZooKeeper's encoding leaves free of the container/TTL markers (EphemeralType).
@@ -130,6 +136,12 @@ class ReplicaReady:
     """What the driver must persist before calling :meth:`Replica.advance` (``raft`` is None if nothing)."""
 
     raft: Ready | None
+
+    @property
+    def early_messages(self) -> list[tuple[str, Any]]:
+        """(recipient id, message) pairs the driver may send before persisting: see Ready.early_messages."""
+        raft = self.raft
+        return [] if raft is None or not raft.early_messages else [(m.to, m) for m in raft.early_messages]
 
 
 @dataclass(slots=True)
@@ -219,6 +231,10 @@ class Replica:
         self._tracker = SessionTracker()
         # Forwards proposed in the current term, per origin: the network may deliver a forward twice.
         self._proposed_forwards: dict[tuple[str, int], _SeenRequests] = {}
+        # The commands this leader proposed in the current term, by their entry's bytes: applying one of them
+        # need not decode what we encoded a moment ago. Every such entry commits or the term ends, so the map is
+        # emptied at each term change and cannot grow without bound.
+        self._own_commands: dict[bytes, Command] = {}
         self._reaping: dict[str, float] = {}
         self._last_reap = 0.0
         self._last_ping_tick = 0
@@ -309,6 +325,9 @@ class Replica:
             self._node.step(msg)
             if frm == self._node.lead:
                 self._last_lead_contact = self._ticks
+        elif isinstance(msg, Bundle):
+            for inner in msg.messages:  # never a Bundle: the codec allows none inside one
+                self.receive(frm, inner)
         elif isinstance(msg, Forward):
             self._on_forward(frm, msg)
         elif isinstance(msg, ForwardRejected):
@@ -432,7 +451,9 @@ class Replica:
         return Txn(session_id, self._last_time_ms, op)
 
     def _propose(self, command: Command) -> None:
-        self._node.propose(encode(command))
+        data = encode(command)
+        self._node.propose(data)
+        self._own_commands[data] = command
 
     def _on_forward(self, origin: str, fwd: Forward) -> None:
         if not self.is_leader or fwd.term != self._node.term:
@@ -502,6 +523,7 @@ class Replica:
             return
         self._term = term
         self._proposed_forwards.clear()
+        self._own_commands.clear()
         # A request proposed or forwarded in an older term may or may not commit: its outcome is unknown.
         for pending in list(self._pending.values()):
             if pending.op is not None and pending.sent_term is not None and pending.sent_term < term:
@@ -548,13 +570,11 @@ class Replica:
             return
         if not entry.data:
             return  # a new leader's empty entry
-        try:
-            command = decode(entry.data, expect=Command)
-        except DecodeError as exc:
-            # Every replica holds the same bytes, so every replica skips it alike.
-            self.decode_failures += 1
-            log.error("%s: entry %d is not a command (%s); skipped", self.id, entry.index, exc)
-            return
+        command = self._own_commands.pop(entry.data, None) if self._own_commands else None
+        if command is None:
+            command = self._decode_entry(entry, Command, "a command")
+            if command is None:
+                return
         txn = command.txn
         self._last_time_ms = max(self._last_time_ms, txn.time_ms)
         result = self.tree.apply(txn, entry.index)
@@ -563,6 +583,15 @@ class Replica:
             out.applied.append((entry.index, result.events))
         if command.origin == self.id and command.incarnation == self.incarnation and command.request_id:
             self._answer(command.request_id, result)
+
+    def _decode_entry(self, entry: Entry, kind: type[_T], what: str) -> _T | None:
+        try:
+            return decode(entry.data, expect=kind)
+        except DecodeError as exc:
+            # Every replica holds the same bytes, so every replica skips the entry alike.
+            self.decode_failures += 1
+            log.error("%s: entry %d is not %s (%s); skipped", self.id, entry.index, what, exc)
+            return None
 
     def _after_apply(self, command: Command, result: ApplyResult) -> None:
         op = command.txn.op
@@ -613,11 +642,8 @@ class Replica:
         return self._conf_state
 
     def _apply_conf_change(self, entry: Entry) -> None:
-        try:
-            change = decode(entry.data, expect=ConfChange)
-        except DecodeError as exc:
-            self.decode_failures += 1
-            log.error("%s: entry %d is not a membership change (%s); skipped", self.id, entry.index, exc)
+        change = self._decode_entry(entry, ConfChange, "a membership change")
+        if change is None:
             return
         self._conf_state = self._node.apply_conf_change(change)
         self._members_changed = True

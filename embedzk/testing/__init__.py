@@ -1,7 +1,8 @@
 """Testing tools: the deterministic simulator, the linearizability checker, and LocalCluster for users' tests.
 
 ``from embedzk.testing import LocalCluster`` runs a whole cluster inside one process (see
-:mod:`embedzk.testing.cluster`); :mod:`embedzk.testing.simulator` and :mod:`embedzk.testing.linearizability` are
+:mod:`embedzk.testing.cluster`); ``free_ports(n)`` gives loopback ports for peers in several processes;
+:mod:`embedzk.testing.simulator` and :mod:`embedzk.testing.linearizability` are
 what the project's own seeded simulations use.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LocalCluster"]
+from embedzk.testing.ports import free_ports
+
+__all__ = ["LocalCluster", "free_ports"]
 
 
 def __getattr__(name: str) -> Any:

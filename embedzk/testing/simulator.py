@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from embedzk.codec import decode, encode
+from embedzk.codec import decode
 from embedzk.consensus.types import ConfChange, ConfChangeType, ConfState
 from embedzk.errors import (
     ConnectionLossError,
@@ -31,7 +31,7 @@ from embedzk.errors import (
 )
 from embedzk.persist.memory import MemoryStorage
 from embedzk.replica import Completion, Replica, ReplicaConfig
-from embedzk.replica.messages import Command
+from embedzk.replica.messages import Command, pack
 from embedzk.testing.network import NetworkProfile, SimNetwork
 from embedzk.tree.txn import CheckOp, CreateOp, DeleteOp, MultiOp, SetDataOp
 
@@ -157,6 +157,7 @@ class SimNode:
             replica = self.replica
             rd = replica.ready()
             raft = rd.raft
+            self._send(rd.early_messages)  # a leader's appends leave before its own disk write
             if self.crash_mode == "before_persist":
                 self.crash()
                 return
@@ -173,11 +174,14 @@ class SimNode:
             if out.snapshot is not None:
                 self.disk.save_snapshot(*out.snapshot)
                 self.disk.compact(out.compact_to)
-            for to, msg in out.messages:
-                sim.network.send(sim.now, self.id, to, encode(msg))
+            self._send(out.messages)
             sim.observe(self)
             for completion in out.completions:
                 sim.complete(self, completion)
+
+    def _send(self, messages: list[tuple[str, Any]]) -> None:
+        for to, frame in pack(messages):
+            self.sim.network.send(self.sim.now, self.id, to, frame)
 
     def tick(self) -> None:
         """One tick of the node's clock."""
