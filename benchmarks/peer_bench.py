@@ -5,7 +5,9 @@
 Each repetition starts a fresh cluster of three worker processes (default Peer settings, data in a temporary
 directory), then measures, from a client inside one worker process (a follower unless ``--client leader``):
 
-- pipelined writes/s: ``create_async`` of 100-byte znodes with at most 1,000 outstanding;
+- pipelined writes/s: ``create_async`` of 100-byte znodes with at most 1,000 outstanding; and the CPU time
+  (user + system, every thread) each process spent per write meanwhile: on a shared machine, the figure that moves
+  least from run to run, and the one that bounds throughput (the three processes share the cores);
 - write latency p50/p99: sequential ``set`` calls, one at a time;
 - local read latency: ``get`` of a 100-byte znode (the median of many);
 - watch latency across processes: one worker sets a value carrying its clock, another's persistent watch receives
@@ -24,6 +26,7 @@ import argparse
 import atexit
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -70,6 +73,9 @@ def _extra(ops: common.Ops, op: str, args: dict[str, Any]) -> Any:
         return seen
     if op == "await_failover":
         return _await_failover(peer, args["old"], args["killed_at"])
+    if op == "cpu_seconds":
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
     return compare_embedzk._extra(ops, op, args)
 
 
@@ -152,8 +158,17 @@ def one_repetition(rep: int, args: argparse.Namespace, root: str) -> dict[str, f
             for agent in profiled.values():
                 agent.call("profile", on=True)
         client.call("pipelined", n=1000, window=args.window, prefix="/bench/warmup", timeout=600)
+        cpu_before = {pid: agent.call("cpu_seconds") for pid, agent in agents.items()}
         results["writes_per_s"] = client.call("pipelined", n=args.writes, window=args.window, prefix="/bench/pipe",
                                               timeout=600)
+        time.sleep(0.2)  # the last commits reach the third member
+        roles = {leader_id: "leader", client_id: "client"} if client_id != leader_id else {leader_id: "leader"}
+        for n, pid in enumerate(pid for pid in ids if pid not in roles):
+            roles[pid] = "follower" if n == 0 else "follower2"
+        for pid, agent in agents.items():
+            spent = agent.call("cpu_seconds") - cpu_before[pid]
+            results[f"cpu_us_{roles[pid]}"] = spent / args.writes * 1e6
+        results["cpu_us_total"] = sum(results[f"cpu_us_{role}"] for role in roles.values())
         seq = client.call("sequential", path="/bench/seq", n=args.sequential, timeout=600)
         if args.profile:
             for pid, agent in profiled.items():
@@ -210,6 +225,11 @@ def main() -> None:
           f"median of {len(runs)} repetitions")
     labels = {
         "writes_per_s": (f"pipelined writes (window {args.window})", "writes/s"),
+        "cpu_us_client": ("  CPU per write: the client's process", "µs"),
+        "cpu_us_leader": ("  CPU per write: the leader's process", "µs"),
+        "cpu_us_follower": ("  CPU per write: a follower's process (not the client)", "µs"),
+        "cpu_us_follower2": ("  CPU per write: the other follower's process", "µs"),
+        "cpu_us_total": ("  CPU per write: all three", "µs"),
         "write_p50_ms": ("write latency p50 (sequential)", "ms"),
         "write_p99_ms": ("write latency p99 (sequential)", "ms"),
         "read_us": ("local read latency (get)", "µs"),
@@ -219,8 +239,10 @@ def main() -> None:
         "failover_write_ms": ("failover: SIGKILL -> first write committed", "ms"),
     }
     for key, (label, unit) in labels.items():
+        if not all(key in r for r in runs):
+            continue  # the leader was the client: no separate client figure
         value = statistics.median(r[key] for r in runs)
-        print(f"  {label:<46} {value:>10.3f} {unit}")
+        print(f"  {label:<54} {value:>10.3f} {unit}")
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         config = SimConfig.from_seed(args.seed)
         print(f"seed {args.seed}: {config}")
         logging.basicConfig(level=logging.WARNING)
-        summary: dict[str, int] = {}
-        problem = run_seed(args.seed, summary)
-        print(summary)
+        replay: dict[str, int] = {}
+        problem = run_seed(args.seed, replay)
+        print(replay)
         print(problem or "ok")
         return 1 if problem else 0
     failed = 0

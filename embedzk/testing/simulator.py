@@ -13,6 +13,7 @@ Every random choice comes from ``random.Random(seed)``, so a failing run is repl
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import random
@@ -277,7 +278,8 @@ class Simulation:
             node.start()
             self._schedule_ticks(node, end + 3.0)
         for client in range(config.clients):
-            self.at(self.rng.uniform(0.1, 0.3), lambda c=client: self._client_step(c))
+            # partial binds this client's number now (a bare lambda would see the loop variable's last value).
+            self.at(self.rng.uniform(0.1, 0.3), functools.partial(self._client_step, client))
         if config.crashes or config.partitions or config.membership:
             self.at(self.rng.expovariate(1 / config.fault_interval), self._fault)
         self._run_until(config.duration)
@@ -582,7 +584,7 @@ class Simulation:
         leader_replica = self.nodes[leader].replica
         assert leader_replica is not None
         members = set(leader_replica.conf_state().members())
-        probes = [(self.nodes[leader], "create", ("/k0", b"probe"))]
+        probes: list[tuple[SimNode, str, tuple[Any, ...]]] = [(self.nodes[leader], "create", ("/k0", b"probe"))]
         probes += [(node, "sync_get", ("/k0",)) for node in self.nodes.values() if node.up and node.id in members]
         for node, kind, args in probes:
             replica = node.replica

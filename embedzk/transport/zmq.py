@@ -198,9 +198,12 @@ class ZmqTransport:
             raise TransportClosedError(f"transport {self.id!r} is closed")
         if self._router is not None:
             return
+        # Also kept in a local, set exactly when curve is: the attribute is Optional (None again once released),
+        # the local lets the socket option below use it as the str it is there.
+        zap_domain: str | None = None
         if self.curve is not None:
-            self._zap_domain = f"embedzk/{self.id}/{uuid.uuid4().hex}"
-            _ZapService.register(self._context, self._zap_domain, self._curve_authorized)
+            zap_domain = self._zap_domain = f"embedzk/{self.id}/{uuid.uuid4().hex}"
+            _ZapService.register(self._context, zap_domain, self._curve_authorized)
         router = self._socket(zmq.ROUTER)
         try:
             router.setsockopt(zmq.RCVHWM, self.hwm)
@@ -209,10 +212,10 @@ class ZmqTransport:
             # A restarted peer reconnects before the ROUTER has noticed its old connection is dead: without
             # handover, the new connection with the same routing id would be ignored until then.
             router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            if self.curve is not None:
+            if self.curve is not None and zap_domain is not None:
                 router.setsockopt(zmq.CURVE_SERVER, 1)
                 router.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret_key)
-                router.setsockopt(zmq.ZAP_DOMAIN, self._zap_domain.encode())
+                router.setsockopt(zmq.ZAP_DOMAIN, zap_domain.encode())
             self._bind_router(router)
             self._endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as exc:
@@ -457,7 +460,8 @@ class ZmqTransport:
             self._identities[ident] = sender
         return sender
 
-    def _reject(self, reason: str, ident: bytes, detail: str) -> None:
+    def _reject(self, reason: str, ident: bytes, detail: str) -> str | None:
+        # Typed like _check, whose rejecting branches return its value: always None, meaning "no valid sender".
         self._stats.rejected(reason)
         self._log.warning(reason, "transport %s: rejected a frame from %r: %s", self.id, ident[:64], detail)
         return None
