@@ -89,6 +89,23 @@ class _Contender:
         node = self.node
         return self._acquired and node is not None and self.peer.exists(join(self.path, node)) is not None
 
+    @property
+    def fencing_token(self) -> int | None:
+        """While held, the zxid that created this contender's node (its czxid); None otherwise.
+
+        Every acquisition creates a new node, and a lock goes to its contenders in the order their nodes were
+        created, so each holder of a Lock gets a larger token than every holder before it. Send the token with
+        every write to the resource the lock guards, and let the resource refuse a token smaller than the largest
+        it has seen: a holder that was paused past its session (and so lost the lock without running any code)
+        is then turned away instead of overwriting its successor's work. For a ReadLock or a Semaphore several
+        holders hold tokens at once; each is still larger than those of every earlier holder.
+        """
+        node = self.node
+        if not self._acquired or node is None:
+            return None
+        stat = self.peer.exists(join(self.path, node))
+        return None if stat is None else stat.czxid
+
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Acquire; return True once held. Re-entrant: True at once if this instance already holds it.
 
