@@ -1,7 +1,8 @@
 """Run seeded simulations from the command line.
 
 ``python -m embedzk.testing.simulate --seed 1234`` replays one run (the command a failing test prints);
-``python -m embedzk.testing.simulate --seeds 1000 --start 0`` runs a sweep and reports every failing seed.
+``python -m embedzk.testing.simulate --seeds 1000 --start 0`` runs a sweep and reports every failing seed;
+``--profile crash-heavy`` runs the same seeds with crashes only, almost three times as often.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import logging
 import sys
 import time
 
-from embedzk.testing.simulator import SimConfig, Simulation, SimulationFailure
+from embedzk.testing.simulator import PROFILES, SimConfig, Simulation, SimulationFailure
 
 
-def run_seed(seed: int, summary: dict[str, int] | None = None) -> str | None:
-    """Run the simulation of ``seed``; return None if it passed, else the failure report. ``summary``, if
-    given, receives what the run did."""
-    sim = Simulation(SimConfig.from_seed(seed))
+def run_seed(seed: int, summary: dict[str, int] | None = None, profile: str = "") -> str | None:
+    """Run the simulation of ``seed`` (under ``profile``, see simulator.PROFILES); return None if it passed,
+    else the failure report. ``summary``, if given, receives what the run did."""
+    sim = Simulation(SimConfig.for_seed(seed, profile))
     try:
         sim.run()
     except SimulationFailure as exc:
@@ -34,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="replay this one seed, with logging")
     parser.add_argument("--seeds", type=int, default=100, help="how many seeds to sweep")
     parser.add_argument("--start", type=int, default=0, help="first seed of the sweep")
+    parser.add_argument("--profile", default="", choices=["", *sorted(PROFILES)],
+                        help="a named variation of the seeds' runs (crash-heavy: crashes only, three times as often)")
     args = parser.parse_args(argv)
     if args.seed is not None:
-        config = SimConfig.from_seed(args.seed)
+        config = SimConfig.for_seed(args.seed, args.profile)
         print(f"seed {args.seed}: {config}")
         logging.basicConfig(level=logging.WARNING)
         replay: dict[str, int] = {}
-        problem = run_seed(args.seed, replay)
+        problem = run_seed(args.seed, replay, args.profile)
         print(replay)
         print(problem or "ok")
         return 1 if problem else 0
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     for seed in range(args.start, args.start + args.seeds):
         summary: dict[str, int] = {}
-        problem = run_seed(seed, summary)
+        problem = run_seed(seed, summary, args.profile)
         for key, value in summary.items():
             totals[key] = totals.get(key, 0) + value
         if problem:

@@ -13,6 +13,7 @@ Every random choice comes from ``random.Random(seed)``, so a failing run is repl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import logging
@@ -46,6 +47,13 @@ class SimulationFailure(AssertionError):
     """A safety or linearizability check failed; the message says which, and how to replay the seed."""
 
 
+#: Named variations of the seeds' own runs, for sweeps that stress one kind of fault:
+#: ``crash-heavy``: faults almost three times as often, crashes only (no partitions to dilute them).
+PROFILES: dict[str, dict[str, Any]] = {
+    "crash-heavy": {"fault_interval": 0.15, "partitions": False},
+}
+
+
 @dataclass(slots=True)
 class SimConfig:
     """The shape of one simulated run. :meth:`from_seed` derives a varied one from the seed alone."""
@@ -68,6 +76,20 @@ class SimConfig:
     keep_entries: int = 5
     session_timeout: float = 1.0
     request_timeout: float = 1.0
+    #: The named profile this run was derived with (see :data:`PROFILES`); "" for the seed's own.
+    profile: str = ""
+
+    @classmethod
+    def for_seed(cls, seed: int, profile: str = "") -> SimConfig:
+        """The run of ``seed`` under ``profile`` (a key of :data:`PROFILES`, or "" for :meth:`from_seed` as is)."""
+        config = cls.from_seed(seed)
+        if not profile:
+            return config
+        try:
+            overrides = PROFILES[profile]
+        except KeyError:
+            raise ValueError(f"unknown simulation profile {profile!r}; known: {sorted(PROFILES)}") from None
+        return dataclasses.replace(config, profile=profile, **overrides)
 
     @classmethod
     def from_seed(cls, seed: int) -> SimConfig:
@@ -549,6 +571,7 @@ class Simulation:
             f"seed {self.config.seed}: {what}\n"
             f"at {self.now:.3f}s; recent faults:\n  {recent}\n"
             f"replay: python -m embedzk.testing.simulate --seed {self.config.seed}"
+            + (f" --profile {self.config.profile}" if self.config.profile else "")
         )
 
     def observe(self, node: SimNode) -> None:
