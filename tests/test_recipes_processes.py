@@ -358,6 +358,8 @@ def test_queue_across_processes(procs: list[RecipeWorker], path: str) -> None:
     for i in range(20):
         w0.do("q", "put", str(i).encode())
     w0.do("q", "put", b"first", priority=1)
+    for w in (w1, w2):  # the puts were applied on w0's peer; the consumers' peers catch up through a sync
+        w.peer("sync")
     consumers = [w.start_do("q", "get", block=True, timeout=10) for w in (w1, w2)]
     got = [f.result(15) for f in consumers]
     assert b"first" in got

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import statistics
 import threading
 import time
 import uuid
@@ -156,6 +155,41 @@ def test_peer_restarted_on_the_same_port_is_reached_again(closing: list[Transpor
     assert ("a", b"again") in deliver(a, b2, "b", b"again")
     # b2 takes over the routing id "b" on a's ROUTER.
     assert ("b", b"again back") in deliver(b2, a, "a", b"again back")
+
+
+def test_peer_restarted_on_the_same_inproc_address_is_reached_again(closing: list[Transport]) -> None:
+    # ZeroMQ never reconnects inproc://: the transport connects anew once it sees the address bound again.
+    a = ZmqTransport("a", zmq_address("inproc", Path(), "a"))
+    b = ZmqTransport("b", zmq_address("inproc", Path(), "b"))
+    closing += [a, b]
+    a.start()
+    b.start()
+    wire(a, b, endpoints={"a": a.endpoint, "b": b.endpoint})
+    deliver(a, b, "b", b"first")
+
+    b.close()
+    dealer = a._dealers["b"][1]
+    wait_for_drop = time.monotonic() + 5
+    while a.send("b", b"lost") and time.monotonic() < wait_for_drop:
+        time.sleep(0.01)
+    assert not any(a.send("b", b"lost") for _ in range(100))
+    assert a._dealers["b"][1] is dealer  # down but not bound again: no new socket per failed send
+
+    b2 = ZmqTransport("b", b.endpoint)
+    closing.append(b2)
+    b2.start()
+    assert ("a", b"again") in deliver(a, b2, "b", b"again")
+    assert a._dealers["b"][1] is not dealer
+    b2.set_peers({"a": a.endpoint})
+    assert ("b", b"again back") in deliver(b2, a, "a", b"again back")
+
+
+def test_tcp_peers_do_not_track_inproc_binds(closing: list[Transport]) -> None:
+    a = ZmqTransport("a", "tcp://127.0.0.1:0")
+    closing.append(a)
+    a.start()
+    a.set_peers({"b": f"tcp://127.0.0.1:{free_tcp_port()}", "c": "inproc://embedzk-test-nobody"})
+    assert a._inproc_generations.keys() == {"c"}
 
 
 def test_set_peers_connects_new_and_disconnects_removed(closing: list[Transport]) -> None:

@@ -27,7 +27,6 @@ members from each other, heal. ``observers=k`` adds k observers (non-voting peer
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -81,7 +80,6 @@ class _PartitionableTransport:
         self._inner = inner
         self._links = links
         self.id = inner.id
-        self._addresses: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -90,14 +88,7 @@ class _PartitionableTransport:
         self._inner.start()
 
     def set_peers(self, addresses: Mapping[str, str]) -> None:
-        self._addresses = dict(addresses)
         self._inner.set_peers(addresses)
-
-    def reconnect(self, pid: str) -> None:
-        """Connect to ``pid`` afresh (loop thread only): see LocalCluster.restart_member."""
-        if pid in self._addresses:
-            self._inner.set_peers({k: v for k, v in self._addresses.items() if k != pid})
-            self._inner.set_peers(self._addresses)
 
     def send(self, to: str, frame: bytes) -> bool:
         if self._links.blocked(self.id, to):
@@ -318,12 +309,8 @@ class LocalCluster:
             self.stop_member(pid)
         peer = self._make(pid)
         self.members[pid] = peer
-        # ZeroMQ never reconnects an inproc:// connection whose bound end was closed and bound again (tcp:// and
-        # ipc:// do), so the other members' connections to the restarted member are made anew, on their loops.
-        for other in self.peers:
-            transport = other._transport
-            if other is not peer and isinstance(transport, _PartitionableTransport):
-                other._on_loop(functools.partial(transport.reconnect, pid)).result(10)
+        # The other members' connections to the old incarnation are dead (ZeroMQ never reconnects inproc://): their
+        # transports connect anew at their first send that fails, having seen that the address was bound again.
         peer.start(timeout=timeout)
         return peer
 

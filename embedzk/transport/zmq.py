@@ -11,6 +11,14 @@ at once (``zmq.Again``) instead of piling up frames a restarted peer would recei
 a peer that stops reading costs us dropped frames at its high-water mark, never a stalled loop. Lost connections
 are retried every 50 ms, backing off to 2 s; ZMTP heartbeats notice a silent peer within a few seconds.
 
+Restarted ``inproc://`` peers. ZeroMQ never reconnects an inproc connection: once the bound ROUTER is closed, a
+DEALER connected to it stays dead even when a new ROUTER binds the same address. Both ends live in one process and
+one context, so each ROUTER bound to an inproc address records a new bind generation for it in a table shared by
+the transports of that context (:class:`_InprocBinds`), and each inproc DEALER remembers the generation it
+connected to. When a send to an inproc peer fails (``zmq.Again``), and only then, the transport compares the two and,
+if the address was bound again since, connects anew and sends once more. Successful sends and tcp/ipc peers never
+look at the table.
+
 Wire format. Every frame is a two-part ZeroMQ message ``[header, payload]``; the header is :data:`MAGIC`, one byte
 of :data:`PROTOCOL_VERSION`, then the cluster name, so that a stray client, a peer of another version or of another
 cluster sharing a port range is turned away before its payload reaches the codec. ``MAXMSGSIZE`` on the ROUTER
@@ -28,15 +36,17 @@ handshake over ``inproc://``, which never leaves the process.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import zmq
 import zmq.auth.thread
@@ -62,6 +72,7 @@ MAGIC = b"EZK"
 PROTOCOL_VERSION = 1
 
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
+_INPROC = "inproc://"
 # ZeroMQ's reconnect backoff, in milliseconds: quick to find a restarted peer, gentle on a dead one.
 _RECONNECT_IVL_MS = 50
 _RECONNECT_IVL_MAX_MS = 2000
@@ -169,6 +180,10 @@ class ZmqTransport:
 
         self._addresses: dict[str, str] = {}
         self._dealers: dict[str, tuple[str, zmq.Socket[bytes]]] = {}
+        # inproc:// only: the bind generations of this context's endpoints, and the one each inproc DEALER (by peer
+        # id) connected to. tcp:// and ipc:// peers have no entry.
+        self._inproc_binds = _InprocBinds.of(self._context)
+        self._inproc_generations: dict[str, int] = {}
         self._router: zmq.Socket[bytes] | None = None
         self._poller: zmq.Poller | None = None
         self._endpoint: str | None = None
@@ -218,6 +233,10 @@ class ZmqTransport:
                 router.setsockopt(zmq.ZAP_DOMAIN, zap_domain.encode())
             self._bind_router(router)
             self._endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+            if self._endpoint.startswith(_INPROC):
+                # After the bind, never before: a DEALER that reads the old generation and then connects to this
+                # ROUTER only reconnects once too often; the other order could leave it on a dead predecessor.
+                _InprocBinds.bound(self._inproc_binds, self._endpoint)
         except zmq.ZMQError as exc:
             router.close(linger=0)
             self._release_zap()
@@ -250,6 +269,7 @@ class ZmqTransport:
         for _, dealer in self._dealers.values():
             dealer.close(linger=0)
         self._dealers.clear()
+        self._inproc_generations.clear()
         if self._router is not None:
             self._router.close(linger=0)
             self._router = None
@@ -281,6 +301,7 @@ class ZmqTransport:
         for peer_id in [p for p, (ep, _) in self._dealers.items() if self._addresses.get(p) != ep]:
             _, dealer = self._dealers.pop(peer_id)
             dealer.close(linger=0)
+            self._inproc_generations.pop(peer_id, None)
         for peer_id, endpoint in self._addresses.items():
             if peer_id not in self._dealers:
                 self._dealers[peer_id] = (endpoint, self._connect(peer_id, endpoint))
@@ -297,6 +318,9 @@ class ZmqTransport:
                 dealer.setsockopt(zmq.CURVE_SERVERKEY, self.curve.public_key)
                 dealer.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public_key)
                 dealer.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret_key)
+            if endpoint.startswith(_INPROC):
+                # Read before connecting (see start()): a bind in between costs one needless reconnect at most.
+                self._inproc_generations[peer_id] = self._inproc_binds.get(endpoint, 0)
             dealer.connect(endpoint)
         except zmq.ZMQError as exc:
             dealer.close(linger=0)
@@ -337,7 +361,38 @@ class ZmqTransport:
             dealer.send(self._header, _SNDMORE_NOBLOCK)
             dealer.send(frame, _NOBLOCK, copy=size < _COPY_THRESHOLD)
         except zmq.Again:
-            # Not connected (IMMEDIATE) or queue full: ZeroMQ does not say which, and the cure is the same.
+            # Not connected (IMMEDIATE) or queue full: ZeroMQ does not say which, and the cure is the same, except
+            # for an inproc peer bound again since we connected, which ZeroMQ will never reconnect us to.
+            if to in self._inproc_generations:
+                return self._send_rebound(to, frame, size)
+            return self._drop("blocked")
+        except zmq.ZMQError as exc:
+            self._log.warning("send_error", "transport %s: sending to %s failed: %s", self.id, to, exc)
+            return self._drop("error")
+        self._stats.sent(size)
+        return True
+
+    def _send_rebound(self, to: str, frame: bytes, size: int) -> bool:
+        """send() after an inproc:// peer refused a frame: if its address was bound again since our DEALER
+        connected, connect a new DEALER and send once more on it; otherwise drop the frame as ``blocked``."""
+        endpoint, dealer = self._dealers[to]
+        if self._inproc_binds.get(endpoint, 0) == self._inproc_generations[to]:
+            return self._drop("blocked")
+        del self._dealers[to]
+        del self._inproc_generations[to]
+        dealer.close(linger=0)
+        try:
+            dealer = self._connect(to, endpoint)
+        except ConfigurationError as exc:
+            # Cannot happen for an address that connected before; if it does, the next set_peers() tries again.
+            self._log.warning("send_error", "transport %s: reconnecting to %s failed: %s", self.id, to, exc)
+            return self._drop("error")
+        self._dealers[to] = (endpoint, dealer)
+        log.debug("transport %s: %s at %s was bound again: connected anew", self.id, to, endpoint)
+        try:
+            dealer.send(self._header, _SNDMORE_NOBLOCK)
+            dealer.send(frame, _NOBLOCK, copy=size < _COPY_THRESHOLD)
+        except zmq.Again:
             return self._drop("blocked")
         except zmq.ZMQError as exc:
             self._log.warning("send_error", "transport %s: sending to %s failed: %s", self.id, to, exc)
@@ -479,6 +534,33 @@ class ZmqTransport:
 
     def __repr__(self) -> str:
         return f"ZmqTransport({self.id!r}, endpoint={self.endpoint!r})"
+
+
+class _InprocBinds:
+    """Bind generations of ``inproc://`` endpoints, one table per ZeroMQ context (inproc addresses are per context).
+
+    The table maps an endpoint to a number that changes each time a transport's ROUTER binds it; numbers come from
+    one process-wide counter, so no two binds share one. The binding transport writes its entry (any thread: one
+    dict assignment under the GIL), DEALERs of the same context read it when they connect and when a send fails.
+    """
+
+    _lock = threading.Lock()
+    _by_context: ClassVar[weakref.WeakKeyDictionary[zmq.Context[Any], dict[str, int]]] = weakref.WeakKeyDictionary()
+    _counter = itertools.count(1)
+
+    @classmethod
+    def of(cls, context: zmq.Context[Any]) -> dict[str, int]:
+        """The table of ``context`` (endpoint -> generation; 0, or no entry, for never bound)."""
+        with cls._lock:
+            table = cls._by_context.get(context)
+            if table is None:
+                table = cls._by_context[context] = {}
+            return table
+
+    @classmethod
+    def bound(cls, table: dict[str, int], endpoint: str) -> None:
+        """Record that ``endpoint`` of ``table``'s context was just bound."""
+        table[endpoint] = next(cls._counter)
 
 
 class _ZapService:
