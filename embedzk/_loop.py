@@ -1,10 +1,10 @@
 """The peer's loop thread: the only thread that touches the replica, the storage and the transport.
 
 One iteration: wait on the transport until a frame arrives, an application thread wakes it, or the next tick is
-due; step every frame that arrived into the replica; run the application's queued calls; tick if due; then drain
-the replica: send a leader's appends, persist (one synced batch for everything gathered in the iteration: group commit), send
-the rest (one frame per recipient: a bundle when there are several messages), store
-snapshots, answer requests and hand watch events to the dispatcher.
+due; step every frame that arrived into the replica; run the application's queued calls (at most a slice of them);
+tick if due; then drain the replica: send a leader's appends, persist (one synced batch for everything gathered in
+the iteration: group commit), send the rest (one frame per recipient: a bundle when there are several messages),
+store snapshots, answer requests and hand watch events to the dispatcher.
 """
 
 from __future__ import annotations

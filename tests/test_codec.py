@@ -740,7 +740,10 @@ def test_encode_decode_speed() -> None:
 
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["a", "b", "c"]), strategy_for(SessionPing) | strategy_for(Forward) | strategy_for(Message)),
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            strategy_for(SessionPing) | strategy_for(Forward) | strategy_for(Message),
+        ),
         max_size=30,
     ),
     st.integers(min_value=1, max_value=2000),
