@@ -50,7 +50,7 @@ class SimulationFailure(AssertionError):
 #: Named variations of the seeds' own runs, for sweeps that stress one kind of fault:
 #: ``crash-heavy``: faults almost three times as often, crashes only (no partitions to dilute them).
 PROFILES: dict[str, dict[str, Any]] = {
-    "crash-heavy": {"fault_interval": 0.15, "partitions": False},
+    "crash-heavy": {"fault_interval": 0.15, "crashes": True, "partitions": False},
 }
 
 
