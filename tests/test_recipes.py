@@ -277,7 +277,10 @@ def test_readers_share_and_writers_exclude(peers: list[Peer], path: str) -> None
     writer = c.WriteLock(path, "w")
     assert writer.acquire(blocking=False) is False
     writing = in_thread(lambda: writer.acquire(timeout=10))
-    wait_for(lambda: len(a.get_children(path)) == 3)
+    # The writer's node is created (on c), and a has caught up past it: the late reader's node comes after it.
+    # (Counting a's children is not enough: the failed non-blocking attempt's node may still be there.)
+    wait_for(lambda: writer.node is not None)
+    a.sync()
     late_reader = a.ReadLock(path, "r3")
     reading = in_thread(lambda: late_reader.acquire(timeout=10))  # queued behind the writer: must wait
     time.sleep(0.2)
