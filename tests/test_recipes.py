@@ -23,6 +23,7 @@ from embedzk.recipes import (
     TreeEvent,
 )
 from embedzk.testing.cluster import LocalCluster
+from embedzk.testing.cluster import wait_until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,16 +52,6 @@ def peers(cluster: LocalCluster) -> list[Peer]:
 @pytest.fixture
 def path() -> str:
     return f"/t-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def in_thread(fn: Callable[[], Any]) -> Future[Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from embedzk.testing.cluster import wait_until
 from tests.recipe_worker import RecipeWorker, WorkerError, start_cluster
 
 pytestmark = pytest.mark.timeout(90)
@@ -23,41 +24,35 @@ pytestmark = pytest.mark.timeout(90)
 SESSION_TIMEOUT = 2.0
 
 
-@pytest.fixture(scope="module")
-def procs() -> Iterator[list[RecipeWorker]]:
-    """Three workers shared by the tests that kill nobody."""
-    workers = start_cluster(3, SESSION_TIMEOUT, prefix="s")
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """wait_until with the longer patience that work across processes needs."""
+    return wait_until(predicate, timeout, interval=0.05)
+
+
+def _workers(prefix: str) -> Iterator[list[RecipeWorker]]:
+    workers = start_cluster(3, SESSION_TIMEOUT, prefix=prefix)
     try:
         yield workers
     finally:
         for w in workers:
             w.kill()
+
+
+@pytest.fixture(scope="module")
+def procs() -> Iterator[list[RecipeWorker]]:
+    """Three workers shared by the tests that kill nobody."""
+    yield from _workers("s")
 
 
 @pytest.fixture
 def fresh() -> Iterator[list[RecipeWorker]]:
     """Three workers of a cluster of their own, for a test that kills one."""
-    workers = start_cluster(3, SESSION_TIMEOUT, prefix="k")
-    try:
-        yield workers
-    finally:
-        for w in workers:
-            w.kill()
+    yield from _workers("k")
 
 
 @pytest.fixture
 def path() -> str:
     return f"/p-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def synced(worker: RecipeWorker, method: str, *args: Any) -> Any:
