@@ -265,3 +265,29 @@ def test_membership_is_restored_on_restart() -> None:
     restarted = RawNode(Config(id="b", applied=b.applied_index), b.storage)
     assert restarted.status().conf_state == ConfState(voters=("a", "b"), learners=("d",))
     assert restarted.ready().committed_entries == []
+
+
+def test_a_fresh_node_is_bootstrapped_once_and_founds_the_cluster() -> None:
+    from embedzk.persist.memory import MemoryStorage
+
+    storage = MemoryStorage(ConfState())
+    node = RawNode(Config(id="a"), storage)
+    node.campaign()
+    assert node.role is StateRole.FOLLOWER  # no membership: it may not campaign
+    node.bootstrap(ConfState(voters=("a",)))
+    rd = node.ready()
+    assert rd.snapshot is not None and rd.snapshot[0].index == 0 and rd.snapshot[0].conf_state.voters == ("a",)
+    storage.install_snapshot(*rd.snapshot)
+    node.advance(rd)
+    node.campaign()
+    while node.has_ready():
+        rd = node.ready()
+        storage.append(rd.entries, rd.hard_state)
+        node.advance(rd)
+    assert node.role is StateRole.LEADER
+    # A membership is founded once: every later change goes through the log.
+    with pytest.raises(ValueError, match="holds a log"):
+        node.bootstrap(ConfState(voters=("a", "b")))
+    restarted = RawNode(Config(id="a"), storage)
+    with pytest.raises(ValueError, match="cannot be bootstrapped"):
+        restarted.bootstrap(ConfState(voters=("b",)))

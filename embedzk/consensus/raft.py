@@ -1020,6 +1020,21 @@ class Raft:
             )
         )
 
+    def bootstrap(self, cs: ConfState) -> None:
+        """A node that has never held a log or a membership takes ``cs`` as the membership its log starts from
+        (a cluster being founded). It goes out in Ready.snapshot as the bootstrap snapshot at index 0, so it is
+        persisted before anything that depends on it. Raises ValueError if the node holds any log, membership or
+        snapshot already: a membership is founded once, and every later change goes through the log."""
+        log = self.log
+        if log.last_index() != 0 or log.applied != 0 or log.has_next_or_in_progress_snapshot():
+            raise ValueError(f"{self.id} holds a log already: it cannot be bootstrapped")
+        if self.trk.conf_state() != ConfState() or self.conf_entries:
+            raise ValueError(f"{self.id} has a membership already ({self.trk.conf_state()}): it cannot be bootstrapped")
+        if not cs.voters:
+            raise ValueError("a cluster is founded with at least one voter")
+        log.restore(SnapshotMeta(0, 0, cs), [])
+        self._reset_conf(cs)
+
     def _maybe_adopt_initial_conf(self, meta: SnapshotMeta) -> None:
         """A node with an empty log whose bootstrap membership differs from the cluster's (a node that joined with
         an empty configuration) takes the leader's bootstrap snapshot, so that it applies the log from index 1

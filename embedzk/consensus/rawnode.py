@@ -142,6 +142,13 @@ class RawNode:
         """Start an election now (with pre-vote if configured), if this node may campaign."""
         self._raft.hup()
 
+    def bootstrap(self, conf_state: ConfState) -> None:
+        """Found a cluster: a node that has never held a log or a membership (its storage was created with an empty
+        ConfState) takes ``conf_state`` as the membership its log starts from. The next Ready carries it as the
+        bootstrap snapshot (index 0, no chunks), which the driver installs like any snapshot. Raises ValueError if
+        the node holds a log or a membership already."""
+        self._raft.bootstrap(conf_state)
+
     def propose(self, data: bytes) -> None:
         """Propose a normal entry. On a follower it is forwarded to the leader. Raises ProposalDroppedError when
         it cannot be taken (no leader known, election in progress, transfer in progress, too many uncommitted
