@@ -35,6 +35,7 @@ Hook = Callable[[ReplicaOutput], None]
 _CALL = "call"
 _OP = "op"
 _SYNC = "sync"
+_MEMBER = "member"
 
 # The application's calls one iteration takes in, at most. A burst of thousands then flows through the cluster in
 # slices: while the leader persists and replicates one slice, this peer already forwards the next, and every
@@ -129,6 +130,13 @@ class Loop:
         self._put((_SYNC, None, future, None, False, timeout), future)
         return future
 
+    def member_change(self, kind: str, peer_id: str, address: str, voter: bool, timeout: float) -> Future[Any]:
+        """Ask the leader (through the replica) for an add_member ("add") or remove_member ("remove"); the future
+        resolves to None once it is made."""
+        future: Future[Any] = Future()
+        self._put((_MEMBER, (kind, peer_id, address, voter), future, None, False, timeout), future)
+        return future
+
     def _put(self, item: tuple[Any, ...], future: Future[Any]) -> None:
         if not self._running:
             future.set_exception(PeerStoppedError("the peer is not running"))
@@ -209,6 +217,11 @@ class Loop:
                 immediate = replica.submit(request_id, item[1], item[5])
                 if immediate is not None:
                     self._complete(immediate)
+            elif kind is _MEMBER:
+                kind_of_change, peer_id, address, voter = item[1]
+                immediate = replica.member_change(request_id, kind_of_change, peer_id, address, voter, item[5])
+                if immediate is not None:
+                    self._complete(immediate)
             else:
                 replica.sync(request_id, item[5])
         self._calls_left = True
@@ -218,6 +231,8 @@ class Loop:
         storage = self.storage
         while replica.has_ready():
             rd = replica.ready()
+            if rd.record is not None:
+                storage.save_member_record(rd.record)
             raft = rd.raft
             if raft is not None:
                 if raft.early_messages:

@@ -152,6 +152,10 @@ class ConfigurationError(EmbedZKError):
     """The peer's configuration is wrong (ids, addresses, data directory); the message says what."""
 
 
+class MembershipError(EmbedZKError):
+    """A membership change (add_member, remove_member, a leave) could not be made; the message says why."""
+
+
 class StorageError(EmbedZKError):
     """The data directory cannot be used: locked, corrupt, of another cluster or peer, or of a newer format."""
 

@@ -1,4 +1,4 @@
-"""The small immutable values of the public API: Stat, WatchedEvent, EventType, KeeperState."""
+"""The small immutable values of the public API: Stat, WatchedEvent, EventType, KeeperState, Member."""
 
 from __future__ import annotations
 
@@ -90,3 +90,22 @@ class WatchedEvent:
     path: str
     #: The log index (zxid) of the change that fired this event; 0 for events not caused by a change.
     zxid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of the cluster, as :meth:`Peer.members` reports it.
+
+    ``id`` is the peer's id and ``address`` where it listens; ``voter`` whether it votes (the others observe);
+    ``leader`` whether it leads. ``reachable`` and ``lag`` (entries behind the leader's commit index) are what the
+    leader sees; a follower of a cluster whose protocol version is too old to carry them reports None.
+    ``key`` is the member's name in the consensus protocol: its id and the tag of its disk.
+    """
+
+    id: str
+    address: str
+    voter: bool
+    leader: bool
+    reachable: bool | None
+    lag: int | None
+    key: str

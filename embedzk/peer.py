@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -23,21 +24,25 @@ import blinker
 
 from embedzk._dispatch import Dispatcher
 from embedzk._loop import Loop
-from embedzk.consensus.types import ConfState
 from embedzk.errors import (
     BadArgumentsError,
     ConfigurationError,
+    MembershipError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
     OperationTimeoutError,
     PeerStoppedError,
 )
-from embedzk.model import EventType, KeeperState, Stat, WatchedEvent
+from embedzk.membership.identity import MemberRecord, member_key, new_tag, user_id
+from embedzk.membership.versions import PROTOCOL_MAX, PROTOCOL_MIN, check_range
+from embedzk.model import EventType, KeeperState, Member, Stat, WatchedEvent
 from embedzk.persist.base import Storage
 from embedzk.persist.memory import MemoryStorage
 from embedzk.recipes.mixin import PeerRecipes
 from embedzk.replica import Replica, ReplicaConfig, ReplicaOutput
+from embedzk.membership.messages import LeaveRequest
+from embedzk.replica.membership import MembershipConfig
 from embedzk.transport.base import Transport
 from embedzk.tree import TreeEvent, validate_path
 from embedzk.tree.txn import (
@@ -70,17 +75,30 @@ class _SignalTarget:
 class Peer(PeerRecipes):
     """A member of an embedzk cluster. See API.md; every public method is thread-safe.
 
-    ``peers`` maps the other voting members' ids to where they listen. With no peers the peer is a working
-    one-member cluster (the embedded default). ``data_dir`` None keeps everything in memory (lost on stop).
-    ``observer`` True makes a replica that does not vote: it serves local reads, forwards writes and joins the
-    cluster as a learner. Times are seconds.
+    Two ways to say who the members are:
+
+    * ``peers`` (a static membership) maps the other voting members' ids to where they listen; every voter is
+      configured with the same members. With no peers (and no seeds) the peer is a working one-member cluster (the
+      embedded default). ``observer`` True makes a replica that does not vote: it serves local reads, forwards
+      writes and joins the cluster as a learner.
+    * ``seeds`` (an elastic cluster), the same line on every worker: the peers whose ``bind`` is among the seed
+      addresses found the cluster once a majority of them is up; every other peer joins through any seed or member
+      it can reach. The leader keeps ``voters`` voting members (1, 3, 5 or 7) among the live, caught-up ones (the
+      rest observe), replaces a voter unreachable for ``member_timeout`` seconds and removes any member
+      unreachable that long. ``seeds=[]`` waits to be added with :meth:`add_member`.
+
+    A member is its id and its data directory: a peer on a fresh disk (``data_dir`` None, or new, or wiped) is a
+    new member, never the one that had its id before (see :mod:`embedzk.membership.identity`). ``data_dir`` None
+    keeps everything in memory (lost on stop). Times are seconds.
 
     Keyword-only tuning: ``tick_interval`` x ``election_tick`` is the election timeout (0.3 s by default; a leader
     that dies is replaced within one to two of it); ``request_timeout`` bounds every write and sync;
     ``snapshot_entries`` is how many applied entries trigger a snapshot and log compaction; ``cluster`` names the
-    cluster in every frame, so that two clusters on shared ports ignore each other. ``transport`` and ``storage``
-    replace the ZeroMQ transport and the storage chosen by ``data_dir`` (tests and embedding); ``zmq_context`` is
-    the ZeroMQ context to use (default: the process's shared one, which ``inproc://`` needs).
+    cluster in every frame, so that two clusters on shared ports ignore each other. ``storage`` replaces the
+    storage chosen by ``data_dir``, ``transport_factory(member_key, bind)`` the ZeroMQ transport (tests and
+    embedding); ``zmq_context`` is the ZeroMQ context to use (default: the process's shared one, which
+    ``inproc://`` needs). ``protocol_version`` pins the newest protocol version this peer speaks (a test setting:
+    rolling upgrades are tested with it).
     """
 
     def __init__(
@@ -92,6 +110,9 @@ class Peer(PeerRecipes):
         observer: bool = False,
         session_timeout: float = 10.0,
         *,
+        seeds: Iterable[str] | None = None,
+        voters: int = 3,
+        member_timeout: float = 30.0,
         cluster: str = "embedzk",
         tick_interval: float = 0.02,
         election_tick: int = 15,
@@ -100,11 +121,22 @@ class Peer(PeerRecipes):
         max_data_bytes: int = 1 << 20,
         transport: Transport | None = None,
         storage: Storage | None = None,
+        transport_factory: Callable[[str, str], Transport] | None = None,
         zmq_context: Any = None,
+        protocol_version: int | None = None,
     ) -> None:
         peers = _peer_map(peers)
         _check_config(id, bind, peers, observer, session_timeout, tick_interval, election_tick, request_timeout)
+        seed_list = _check_membership_config(
+            bind, peers, seeds, observer, voters, member_timeout, tick_interval * election_tick, protocol_version
+        )
         self.id = id
+        #: The seed addresses (None: a static membership, ``peers``).
+        self.seeds = seed_list
+        #: The voting members the cluster keeps (seeds only).
+        self.voters = voters
+        #: Seconds unreachable before the leader removes a member (seeds only).
+        self.member_timeout = member_timeout
         self.observer = observer
         self.cluster = cluster
         self.session_timeout = session_timeout
@@ -119,7 +151,9 @@ class Peer(PeerRecipes):
         if storage is not None and data_dir is not None:
             raise ConfigurationError("give either data_dir or storage, not both")
         self._transport_given = transport
+        self._transport_factory = transport_factory
         self._storage_given = storage
+        self._versions = (PROTOCOL_MIN, protocol_version if protocol_version is not None else PROTOCOL_MAX)
         self._zmq_context = zmq_context
         self._lock = threading.RLock()
         self._started = False
@@ -136,12 +170,18 @@ class Peer(PeerRecipes):
         self._state = KeeperState.SUSPENDED
         self._leader: str | None = None
         self._crashed: BaseException | None = None
+        # Why this peer may not join (a refusal from the cluster), once known.
+        self._refused: str | None = None
+        self._member_key: str | None = None
+        self._leaving = False
         # The tree as the loop last handed it out: what a snapshot from the leader is compared with.
         self._tree_seen: Any = None
         #: Sent with ``leader=`` (the new leader's id, or None) whenever the known leader changes.
         self.leader_changed = blinker.Signal("leader_changed")
         #: Sent with ``state=`` (a KeeperState) whenever this peer's state changes.
         self.state_changed = blinker.Signal("state_changed")
+        #: Sent (no arguments beyond the sender) whenever the membership or a member's address changes.
+        self.members_changed = blinker.Signal("members_changed")
 
     # ----------------------------------------------------------------------------------------------------------
     # life cycle
@@ -159,26 +199,57 @@ class Peer(PeerRecipes):
                 return
             self._open()
             self._started = True
+        deadline = time.monotonic() + timeout
         connected = self._connected.wait(timeout)
+        if connected and self._refused is None and self.seeds is None and self._peers and not self.observer:
+            # A static voter that joined after the founding votes once it has caught up: start() returns then, so
+            # that once every voter's start() returned, every configured voter votes.
+            connected = self._wait_for_vote(deadline)
+        if self._refused is not None:
+            self.stop(close_session=False)
+            raise ConfigurationError(f"peer {self.id} cannot join the cluster: {self._refused}")
         if self._stopped or self._crashed is not None:
             raise self._not_running()
         if not connected:
             self.stop(close_session=False)
-            raise OperationTimeoutError(
-                f"peer {self.id} found no leader within {timeout}s (is a majority of {sorted(self._voters())} up?)"
-            )
+            raise OperationTimeoutError(f"peer {self.id} found no leader within {timeout}s ({self._waiting_for()})")
 
-    def stop(self, close_session: bool = True, timeout: float = 5.0) -> None:
-        """Leave the cluster; idempotent. Every call afterwards raises PeerStoppedError.
+    def _wait_for_vote(self, deadline: float) -> bool:
+        replica = self._replica
+        while replica is not None and not self._stopped and self._crashed is None:
+            if self._member_key in replica.conf_state().voters:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _waiting_for(self) -> str:
+        """What start() was waiting for, in words, for its timeout error."""
+        replica = self._replica
+        phase = replica.phase.value if replica is not None else "not started"
+        if self.seeds is not None:
+            return f"{phase}; is a majority of the seeds {sorted(self.seeds)} up, or any member reachable?"
+        return f"{phase}; is a majority of {self._configured_voters() or [self.id]} up?"
+
+    def stop(self, close_session: bool = True, timeout: float = 5.0, *, leave: bool = False) -> None:
+        """Stop this peer; idempotent. Every call afterwards raises PeerStoppedError.
 
         Closes the session, so its ephemeral nodes go at once (waiting at most ``timeout`` for a quorum to commit
         that), hands leadership to another voter if this peer leads, fails the requests still waiting with
         PeerStoppedError, tells listeners LOST, and frees sockets, files and threads. ``close_session=False``
-        leaves as a crash would: the session expires on the others after ``session_timeout``.
+        stops as a crash would: the session expires on the others after ``session_timeout``.
+
+        ``leave=False`` keeps this member's place (a voter keeps its seat for its return, until ``member_timeout``
+        in an elastic cluster); ``leave=True`` hands its seat to another member first and leaves the membership
+        (waiting at most ``timeout`` for that), for a worker that goes for good.
         """
         with self._lock:
             if self._stopped:
                 return
+            self._leaving = leave
+            if leave and self._started and self._crashed is None:
+                self._leave(timeout)
             self._stopped = True
             if not self._started:
                 return
@@ -204,6 +275,34 @@ class Peer(PeerRecipes):
         if self._storage is not None:
             self._storage.close()
 
+    def _leave(self, timeout: float) -> None:
+        """Hand over leadership and this member's seat, and wait (at most ``timeout``) until the leader has removed
+        this member; best effort (without a quorum nothing can be removed)."""
+        loop, replica = self._loop, self._replica
+        if loop is None or replica is None or loop.thread is threading.current_thread():
+            return
+        deadline = time.monotonic() + timeout
+        self._hand_over_leadership(min(timeout, 2 * self._tick_interval * self._election_tick))
+        key = self._member_key
+
+        def ask() -> None:
+            replica.membership.leaving = True
+            if replica.lead is not None and replica.lead != key:
+                replica.send(replica.lead, LeaveRequest(key or ""))
+
+        while time.monotonic() < deadline and loop.crashed is None:
+            try:
+                loop.call(ask).result(1.0)
+            except Exception:
+                return
+            if key not in replica.node.status().log_conf_state.members() or replica.phase.value == "removed":
+                log.info("peer %s: left the cluster", self.id)
+                return
+            if replica.is_leader:
+                self._hand_over_leadership(min(1.0, deadline - time.monotonic()))
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        log.warning("peer %s: could not leave the cluster within %ss; stopping all the same", self.id, timeout)
+
     def _hand_over_leadership(self, timeout: float) -> None:
         """If this peer leads, hand leadership to the most up-to-date voter and wait (at most ``timeout``) until
         it has taken over, so that a clean stop costs the cluster no election timeout (etcd does the same)."""
@@ -215,7 +314,7 @@ class Peer(PeerRecipes):
             if not replica.is_leader:
                 return None
             status = replica.node.status()
-            voters = [v for v in replica.conf_state().voters if v != self.id and v in status.progress]
+            voters = [v for v in replica.conf_state().voters if v != self._member_key and v in status.progress]
             if not voters:
                 return None
             target = max(voters, key=lambda v: (status.progress[v].match, v))
@@ -229,7 +328,7 @@ class Peer(PeerRecipes):
         if target is None:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and replica.lead in (self.id, None) and loop.crashed is None:
+        while time.monotonic() < deadline and replica.lead in (self._member_key, None) and loop.crashed is None:
             time.sleep(0.002)
         log.info("peer %s: handed leadership to %s before stopping (leader now %s)", self.id, target, replica.lead)
 
@@ -251,40 +350,45 @@ class Peer(PeerRecipes):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _voters(self) -> list[str]:
+    def _configured_voters(self) -> list[str]:
+        """The voters a static membership names (empty for an elastic cluster)."""
+        if self.seeds is not None:
+            return []
         return sorted(self._peers) if self.observer else sorted([*self._peers, self.id])
 
     def _open(self) -> None:
-        voters = tuple(self._voters())
-        conf = ConfState(voters=voters)
-        if self._storage_given is not None:
-            storage: Storage = self._storage_given
-        elif self._data_dir is None:
-            storage = MemoryStorage(conf)
-        else:
-            from embedzk.persist.leveldb import LevelDBStorage
-
-            storage = LevelDBStorage.open(self._data_dir, cluster_id=self.cluster, peer_id=self.id, conf_state=conf)
+        storage = self._open_storage()
         self._storage = storage
         try:
-            transport = self._transport_given or self._make_transport()
+            record = storage.member_record()
+            if record is None:
+                # A disk bootstrapped with a membership by hand (tests, embedding) is the member named by the id;
+                # any other disk without a record is new, and draws its tag now: a new disk is a new member.
+                legacy = bool(storage.initial_state()[1].members())
+                record = MemberRecord(key=self.id if legacy else member_key(self.id, new_tag()))
+                storage.save_member_record(record)
+            self._member_key = record.key
+            transport = self._make_transport(record.key)
             self._transport = transport
-            addresses = dict(self._peers)
-            addresses[self.id] = getattr(transport, "endpoint", self._bind)
+            address = getattr(transport, "endpoint", self._bind)
             config = ReplicaConfig(
-                id=self.id,
+                id=record.key,
                 tick_interval=self._tick_interval,
                 election_tick=self._election_tick,
                 session_timeout=self.session_timeout,
                 snapshot_entries=self._snapshot_entries,
                 max_data_bytes=self._max_data_bytes,
-                addresses=addresses,
-                join_as="learner" if self.observer else None,
+                # A disk bootstrapped by hand names members by their ids: the static map is where they are.
+                addresses=dict(self._peers) if record.key == self.id else {},
+                membership=self._membership_config(address),
             )
             replica = Replica(config, storage, random.Random())
+            self._check_stored_membership(replica)
             self._replica = replica
             self._tree_seen = replica.tree
-            transport.set_peers({k: v for k, v in replica.addresses.items() if k != self.id})
+            transport.set_peers(replica.routes())
+            if hasattr(transport, "version"):
+                transport.version = min(max(replica.cluster_version, self._versions[0]), self._versions[1])
             self._loop = Loop(
                 replica,
                 storage,
@@ -302,10 +406,83 @@ class Peer(PeerRecipes):
                 self._transport.close()
             raise
 
-    def _make_transport(self) -> Transport:
+    def _open_storage(self) -> Storage:
+        if self._storage_given is not None:
+            return self._storage_given
+        if self._data_dir is None:
+            return MemoryStorage()
+        from embedzk.persist.leveldb import LevelDBStorage
+
+        return LevelDBStorage.open(self._data_dir, cluster_id=self.cluster, peer_id=self.id)
+
+    def _membership_config(self, address: str) -> MembershipConfig:
+        low, high = self._versions
+        if self.seeds is not None:
+            return MembershipConfig(
+                address=address,
+                founders=tuple(self.seeds),
+                contacts=tuple(self.seeds),
+                voters=self.voters,
+                member_timeout=self.member_timeout,
+                min_version=low,
+                max_version=high,
+            )
+        if not self._peers:
+            return MembershipConfig(address=address, founders=(address,), min_version=low, max_version=high)
+        voter_addresses = list(self._peers.values())
+        if not self.observer:
+            voter_addresses.append(self._bind)
+        return MembershipConfig(
+            address=self._bind,
+            founders=tuple(sorted(voter_addresses)),
+            contacts=tuple(sorted(self._peers.values())),
+            wants_vote=not self.observer,
+            min_version=low,
+            max_version=high,
+        )
+
+    def _check_stored_membership(self, replica: Replica) -> None:
+        """Refuse a data directory whose stored membership contradicts this peer's configuration: a developer's
+        solo directory reused in a cluster would otherwise lead alone, a directory of another cluster split it."""
+        stored = replica.node.status().log_conf_state
+        if not stored.members():
+            return
+        stored_voters = sorted({user_id(key) for key in stored.voters})
+        where = f"data_dir {self._data_dir}" if self._data_dir is not None else "the storage"
+        if self.seeds is not None:
+            founded = replica.membership.record.accepted
+            if founded is not None and sorted(set(founded.founders)) != sorted(set(self.seeds)):
+                raise ConfigurationError(
+                    f"{where} holds a member of a cluster founded among {sorted(set(founded.founders))} (voters "
+                    f"{stored_voters}), but this peer is configured with seeds {sorted(set(self.seeds))}: point "
+                    f"data_dir elsewhere (or empty it) to join as a new member"
+                )
+            return
+        configured = self._configured_voters()
+        others = set(configured) - {self.id}
+        if stored_voters != configured and not others & set(stored_voters):
+            raise ConfigurationError(
+                f"{where} holds a member of a cluster whose voters are {stored_voters}, but this peer is configured "
+                f"with voters {configured}: point data_dir elsewhere (or empty it) to start this member afresh"
+            )
+
+    def _make_transport(self, key: str) -> Transport:
+        if self._transport_given is not None:
+            if self._transport_given.id != key:
+                raise ConfigurationError(
+                    f"the transport given to peer {self.id} has id {self._transport_given.id!r}, but the member's "
+                    f"key is {key!r}: give transport_factory instead"
+                )
+            return self._transport_given
+        if self._transport_factory is not None:
+            transport = self._transport_factory(key, self._bind)
+            transport.start()
+            return transport
         from embedzk.transport.zmq import ZmqTransport
 
-        transport = ZmqTransport(self.id, self._bind, context=self._zmq_context, cluster=self.cluster.encode())
+        transport = ZmqTransport(
+            key, self._bind, context=self._zmq_context, cluster=self.cluster.encode(), versions=self._versions
+        )
         transport.start()
         return transport
 
@@ -316,7 +493,17 @@ class Peer(PeerRecipes):
         replica = self._replica
         assert replica is not None
         if out.members_changed and self._transport is not None:
-            self._transport.set_peers({k: v for k, v in replica.addresses.items() if k != self.id})
+            self._transport.set_peers(replica.routes())
+            self._dispatcher.submit_signal(self.members_changed, self)
+        if out.version_changed and self._transport is not None and hasattr(self._transport, "version"):
+            self._transport.version = min(max(replica.cluster_version, self._versions[0]), self._versions[1])
+        if out.refusal is not None:
+            log.error("peer %s: %s", self.id, out.refusal)
+            if not self._connected.is_set():
+                self._refused = out.refusal
+                self._connected.set()  # start() gives up at once, with this reason
+        if out.removed is not None:
+            self._on_removed(out.removed)
         if out.tree_replaced:
             self._fire_for_replaced_tree(self._tree_seen)
         self._tree_seen = replica.tree
@@ -326,11 +513,45 @@ class Peer(PeerRecipes):
                 for watcher, event in self._registry.trigger(events, zxid, state):
                     self._dispatch(watcher, event)
         if out.leader_changed:
-            leader = replica.lead
+            leader = user_id(replica.lead) if replica.lead is not None else None
             self._leader = leader
             self._dispatcher.submit_signal(self.leader_changed, self, leader=leader)
         if out.state is not None:
             self._set_state(out.state)
+
+    def _on_removed(self, reason: str) -> None:
+        # Runs on the loop thread. The replica reports LOST itself; a peer of an elastic cluster then joins again as
+        # a new member, on a fresh disk (its old one holds nothing the cluster lacks), from a thread of its own.
+        log.warning("peer %s: %s", self.id, reason)
+        if self.seeds is None or self._stopped or self._leaving:
+            return
+        threading.Thread(target=self._rejoin, name=f"embedzk-{self.id}-rejoin", daemon=True).start()
+
+    def _rejoin(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            loop, transport, storage = self._loop, self._transport, self._storage
+            if loop is not None:
+                loop.stop()
+            if transport is not None:
+                transport.close()
+            if storage is not None:
+                storage.close()
+            self._loop = self._transport = self._storage = self._replica = None
+            old_tree = self._tree_seen
+            if self._data_dir is not None:
+                shutil.rmtree(self._data_dir, ignore_errors=True)
+            elif self._storage_given is not None:
+                self._storage_given = None  # a fresh memory disk
+            log.warning("peer %s: joining the cluster again as a new member, on a fresh disk", self.id)
+            try:
+                self._open()
+            except Exception as exc:
+                log.error("peer %s: could not join again: %r", self.id, exc)
+                self._on_crash(exc)
+                return
+            self._fire_for_replaced_tree(old_tree)
 
     def _on_crash(self, exc: BaseException) -> None:
         # The loop thread died of a bug: this peer can neither read consistently nor write any more. Its session
@@ -689,7 +910,8 @@ class Peer(PeerRecipes):
     def leader(self) -> str | None:
         """The id of the leader this peer knows, or None (always None once stopped)."""
         replica = self._replica
-        return replica.lead if replica is not None and not self._stopped else None
+        lead = replica.lead if replica is not None and not self._stopped else None
+        return user_id(lead) if lead is not None else None
 
     @property
     def is_leader(self) -> bool:
@@ -736,9 +958,12 @@ class Peer(PeerRecipes):
         def gather() -> dict[str, Any]:
             stats = replica.stats()
             conf = replica.conf_state()
-            stats["observer"] = self.observer
-            stats["voters"] = list(conf.voters)
-            stats["observers"] = list(conf.learners)
+            stats["id"] = self.id
+            if stats.get("leader") is not None:
+                stats["leader"] = user_id(stats["leader"])
+            stats["observer"] = self.observer or self._member_key not in conf.voters
+            stats["voters"] = [user_id(key) for key in conf.voters]
+            stats["observers"] = [user_id(key) for key in conf.learners]
             stats["watch_count"] = self._registry.count()
             stats["persistent_watches"] = len(self._signals)
             stats["outstanding_requests"] = max(stats.get("outstanding_requests", 0), loop.outstanding)
@@ -752,6 +977,60 @@ class Peer(PeerRecipes):
             return stats
 
         return self._on_loop(gather)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # membership
+
+    def members(self) -> dict[str, Member]:
+        """Every member of the cluster by id: address, voter, leader, and what the leader sees of it (reachable,
+        lag). Kept up to date by the leader's autopilot in an elastic cluster (``seeds``)."""
+        return self._wait(self._on_loop(self._members_now))
+
+    def _members_now(self) -> dict[str, Member]:
+        infos = self._running_replica().members()
+        return {
+            info.id: Member(info.id, info.address, info.voter, info.leader, info.reachable, info.lag, info.key)
+            for info in sorted(infos, key=lambda i: (i.id, not i.voter))
+        }
+
+    def add_member(self, id: str, address: str, voter: bool = False) -> None:  # noqa: A002 - kazoo-style name
+        """Add the peer ``id`` that listens at ``address`` (running, and not a member of any cluster: started
+        with ``seeds=[]`` for instance); returns once it is a member (a voter, with ``voter=True``, once it has
+        caught up). In an elastic cluster the autopilot decides who votes: ``voter=True`` is refused there.
+
+        Raises BadArgumentsError for an id or address that cannot be one, or a member that exists;
+        MembershipError if the change could not be made in time (the peer is not reachable at ``address``, say).
+        """
+        _check_member_id(id, self.id, "add")
+        try:
+            _check_endpoint(address, f"the address of {id!r}")
+        except ConfigurationError as exc:
+            raise BadArgumentsError(str(exc)) from None
+        if voter and self.seeds is not None:
+            raise BadArgumentsError(
+                f"the cluster keeps voters={self.voters} by itself: add {id!r} without voter=True, and the "
+                f"autopilot promotes it once it has caught up (if the cluster needs a voter)"
+            )
+        self._wait_member_change("add", id, address, voter)
+
+    def remove_member(self, id: str) -> None:  # noqa: A002 - kazoo-style name
+        """Remove the member ``id`` from the cluster; returns once the removal is committed. Its session and
+        ephemeral nodes go as the session expires. In an elastic cluster the autopilot then promotes another
+        member if the cluster is short of voters.
+
+        Raises BadArgumentsError for this peer's own id (use ``stop(leave=True)``) or an id that is no member;
+        MembershipError if the change could not be made in time.
+        """
+        _check_member_id(id, self.id, "remove")
+        self._wait_member_change("remove", id, "", False)
+
+    def _wait_member_change(self, kind: str, peer_id: str, address: str, voter: bool) -> None:
+        timeout = self.request_timeout
+        future = self._running_loop().member_change(kind, peer_id, address, voter, timeout)
+        try:
+            future.result(timeout + 5.0)
+        except TimeoutError:
+            raise MembershipError(f"{kind} {peer_id!r}: no answer within {timeout}s") from None
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} {self._state.value} leader={self.leader}>"
@@ -930,6 +1209,8 @@ def _check_config(
 def _check_id(value: Any, what: str) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    if "://" in value:
+        raise ConfigurationError(f"{what} must not contain '://' (that is how addresses are told from ids): {value!r}")
     if len(value) > 128 or not value.isprintable():
         raise ConfigurationError(f"{what} must be printable and at most 128 characters, got {value!r}")
 
@@ -971,3 +1252,65 @@ def _peer_map(peers: Any) -> dict[str, str]:
             raise ConfigurationError(f"duplicate peer id {other!r} in peers ({result[other]!r} and {address!r})")
         result[other] = address
     return result
+
+
+def _check_member_id(peer_id: Any, own: str, kind: str) -> None:
+    if not isinstance(peer_id, str) or not peer_id:
+        raise BadArgumentsError(f"a member id must be a non-empty string, got {peer_id!r}")
+    if peer_id == own:
+        what = "stop(leave=True) to leave the cluster" if kind == "remove" else "another id"
+        raise BadArgumentsError(f"{peer_id!r} is this peer itself: use {what}")
+
+
+def _check_membership_config(
+    bind: Any,
+    peers: dict[str, str],
+    seeds: Any,
+    observer: bool,
+    voters: Any,
+    member_timeout: Any,
+    election_timeout: float,
+    protocol_version: Any,
+) -> list[str] | None:
+    """Raise ConfigurationError naming what is wrong with the membership settings; return the seed list."""
+    if protocol_version is not None:
+        if isinstance(protocol_version, bool) or not isinstance(protocol_version, int):
+            raise ConfigurationError(f"protocol_version must be an int, got {protocol_version!r}")
+        problem = check_range(PROTOCOL_MIN, protocol_version)
+        if problem:
+            raise ConfigurationError(f"protocol_version={protocol_version}: {problem}")
+    if isinstance(voters, bool) or voters not in (1, 3, 5, 7):
+        raise ConfigurationError(f"voters must be 1, 3, 5 or 7 (an odd number: a majority of it decides), got {voters!r}")
+    if isinstance(member_timeout, bool) or not isinstance(member_timeout, (int, float)) or not member_timeout > 0:
+        raise ConfigurationError(f"member_timeout must be a positive number of seconds, got {member_timeout!r}")
+    if member_timeout < 3 * election_timeout:
+        raise ConfigurationError(
+            f"member_timeout {member_timeout}s is too short: at least three election timeouts "
+            f"({3 * election_timeout:.2f}s), or members are removed during an ordinary election"
+        )
+    if seeds is None:
+        return None
+    if isinstance(seeds, (str, bytes)):
+        raise ConfigurationError(f"seeds must be a list of addresses, got the string {seeds!r}")
+    if peers:
+        raise ConfigurationError(
+            "give either peers= (a static membership) or seeds= (an elastic cluster), not both"
+        )
+    if observer:
+        raise ConfigurationError(
+            "observer=True is for static memberships (peers=); with seeds= the autopilot decides who votes"
+        )
+    try:
+        seed_list = list(seeds)
+    except TypeError:
+        raise ConfigurationError(f"seeds must be a list of addresses, got {seeds!r}") from None
+    for seed in seed_list:
+        _check_endpoint(seed, "a seed address")
+    if len(set(seed_list)) != len(seed_list):
+        raise ConfigurationError(f"seeds lists an address twice: {seed_list}")
+    if bind is None:
+        raise ConfigurationError("a peer of an elastic cluster must say where it listens (bind=...)")
+    if bind in seed_list and bind.startswith("tcp://") and bind.rsplit(":", 1)[-1] in ("0", "*"):
+        raise ConfigurationError(f"a seed must have a fixed port; bind {bind!r} is among the seeds")
+    return seed_list
+

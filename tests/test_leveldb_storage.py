@@ -20,12 +20,13 @@ from typing import Any
 import plyvel
 import pytest
 
-from embedzk.codec import encode
+from embedzk.codec import decode, encode
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
 from embedzk.errors import StorageError
 from embedzk.persist import LevelDBStorage, Storage
 from embedzk.persist import leveldb as leveldb_module
-from embedzk.persist.records import StoredIdentity, pack_entry, seal
+from embedzk.membership.identity import Ballot, MemberRecord
+from embedzk.persist.records import StoredIdentity, pack_entry, seal, unseal
 
 CONF = ConfState(voters=("a", "b", "c"))
 CLUSTER = "orders"
@@ -275,10 +276,38 @@ def test_path_that_is_a_file(tmp_path: Path) -> None:
         open_storage(tmp_path / "f")
 
 
-def test_fresh_directory_needs_conf_state(data_dir: Path) -> None:
-    with pytest.raises(StorageError, match="needs the initial membership"):
-        open_storage(data_dir, conf_state=None)
-    assert not data_dir.exists()
+def test_a_fresh_directory_without_membership_waits_for_one(data_dir: Path) -> None:
+    # A peer that founds or joins a cluster learns its membership later.
+    with open_storage(data_dir, conf_state=None) as s:
+        assert s.snapshot_meta() == SnapshotMeta(0, 0, ConfState())
+        assert s.member_record() is None
+
+
+def test_the_member_record_is_durable_and_its_key_is_for_life(data_dir: Path) -> None:
+    record = MemberRecord(key="a@0123456789ab")
+    with open_storage(data_dir) as s:
+        s.save_member_record(record)
+        founded = MemberRecord(key=record.key, cluster_uuid="c0ffee", promised=Ballot(3, "b@1"))
+        s.save_member_record(founded)
+        with pytest.raises(ValueError, match="belongs to member a@0123456789ab"):
+            s.save_member_record(MemberRecord(key="a@ba9876543210"))
+    with open_storage(data_dir) as s:
+        assert s.member_record() == founded
+
+
+def test_a_format_1_directory_is_migrated_and_keeps_the_bare_id_as_its_key(data_dir: Path) -> None:
+    with open_storage(data_dir) as s:
+        s.append([Entry(1, 1, data=b"x")], HardState(1, "a", 1))
+    db = plyvel.DB(str(data_dir))
+    db.put(b"m/identity", seal(b"m/identity", encode(StoredIdentity(1, CLUSTER, PEER))))
+    db.delete(b"m/member")
+    db.close()
+    with open_storage(data_dir) as s:
+        assert s.member_record() == MemberRecord(key=PEER)
+        assert s.entries(1, 2) == [Entry(1, 1, data=b"x")]
+    db = plyvel.DB(str(data_dir))
+    assert decode(unseal(b"m/identity", db.get(b"m/identity")), expect=StoredIdentity).format_version == 2
+    db.close()
 
 
 def test_create_false_on_a_missing_directory(data_dir: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
 from embedzk.errors import EmbedZKError
+from embedzk.membership.identity import MemberRecord
 
 
 class CompactedError(EmbedZKError):
@@ -114,6 +115,17 @@ class Storage(Protocol):
 
     def compact(self, index: int) -> None:
         """Drop entries up to and including ``index`` (which must be at most the snapshot's index)."""
+        ...
+
+    # --- the member this disk belongs to (see embedzk.membership.identity) -------------------------------------
+
+    def member_record(self) -> MemberRecord | None:
+        """What the disk keeps about its member (its key, its cluster, its founding promises); None for a disk
+        that was never given one (a new disk, before the peer stamps it, or one bootstrapped by hand)."""
+        ...
+
+    def save_member_record(self, record: MemberRecord) -> None:
+        """Durably replace the member record. The key never changes once saved: a disk is one member for life."""
         ...
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ Key layout (every key of one kind shares a prefix, and big-endian numbers sort a
 or the chunks of a snapshot are one iterator scan)::
 
     b"m/identity"                          StoredIdentity: format version, cluster id, peer id
+    b"m/member"                            MemberRecord: the disk's member key, cluster, founding promises
     b"m/hardstate"                         HardState
     b"m/snapmeta"                          StoredSnapshot: the latest SnapshotMeta, its chunks' generation and count
     b"m/compact"                           CompactionPoint: index and term of the last entry dropped
@@ -42,10 +43,12 @@ import plyvel
 from embedzk.codec import decode, encode
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
 from embedzk.errors import DecodeError, StorageError
+from embedzk.membership.identity import MemberRecord
 from embedzk.persist.base import CompactedError, SnapshotPart, UnavailableError
-from embedzk.persist.memory import check_contiguous, limit_size
+from embedzk.persist.memory import check_contiguous, check_member_record, limit_size
 from embedzk.persist.records import (
     FORMAT_VERSION,
+    OLDEST_FORMAT_VERSION,
     ChecksumError,
     CompactionPoint,
     StoredIdentity,
@@ -61,6 +64,7 @@ __all__ = ["LevelDBStorage"]
 T = TypeVar("T")
 
 _IDENTITY = b"m/identity"
+_MEMBER = b"m/member"
 _HARD_STATE = b"m/hardstate"
 _SNAPSHOT = b"m/snapmeta"
 _COMPACTION = b"m/compact"
@@ -234,6 +238,7 @@ class LevelDBStorage:
         self._max_generation = 0
         # The snapshot being saved in parts (see SnapshotPart), or None.
         self._staging: _Staging | None = None
+        self._member: MemberRecord | None = None
 
     # --- opening and closing ---------------------------------------------------------------------------------
 
@@ -250,8 +255,9 @@ class LevelDBStorage:
         """Open the data directory at ``path`` as the storage of peer ``peer_id`` of cluster ``cluster_id``.
 
         A directory that does not exist yet (or is empty) is created when ``create`` is true and bootstrapped with
-        the identity and a snapshot at index 0 holding ``conf_state``, which is then required. Raises StorageError,
-        with a message saying what to do, when the directory is locked by another process, is corrupt, belongs to
+        the identity and a snapshot at index 0 holding ``conf_state`` (empty if None: a peer that founds or joins a
+        cluster learns its membership). A directory in an older format is migrated. Raises StorageError, with a
+        message saying what to do, when the directory is locked by another process, is corrupt, belongs to
         another cluster or peer, was written by a newer format, or holds files that are not an embedzk database
         (a fresh start over unknown data is never silent).
         """
@@ -260,8 +266,6 @@ class LevelDBStorage:
         if fresh:
             if not create:
                 raise StorageError(f"data_dir {path} holds no embedzk database (and create=False)")
-            if conf_state is None:
-                raise StorageError(_needs_conf_state(path))
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -502,6 +506,18 @@ class LevelDBStorage:
         self._terms.compact(index)
         self._recent.compact(index)
 
+    def member_record(self) -> MemberRecord | None:
+        """The disk's member record, or None if it has none yet."""
+        self._check_usable()
+        return self._member
+
+    def save_member_record(self, record: MemberRecord) -> None:
+        """Durably (one synced batch) replace the member record; its key must not change."""
+        self._check_usable()
+        check_member_record(self._member, record)
+        self._write([(_MEMBER, seal(_MEMBER, encode(record)))], (), sync=True)
+        self._member = record
+
     # --- internals: writing ------------------------------------------------------------------------------------
 
     def _stage_snapshot(
@@ -621,7 +637,7 @@ class LevelDBStorage:
         if identity_value is None:
             self._bootstrap(cluster_id, peer_id, conf_state)
             return
-        self._check_identity(identity_value, cluster_id, peer_id)
+        identity = self._check_identity(identity_value, cluster_id, peer_id)
         self._hard_state = self._require(_HARD_STATE, HardState)
         self._snapshot = self._require(_SNAPSHOT, StoredSnapshot)
         point = self._require(_COMPACTION, CompactionPoint)
@@ -637,6 +653,20 @@ class LevelDBStorage:
         # but swept so it cannot pile up.
         for start in range(0, len(garbage), _DELETES_PER_BATCH):
             self._write([], garbage[start : start + _DELETES_PER_BATCH], sync=False)
+        self._member = self._get(_MEMBER, MemberRecord)
+        if identity.format_version < FORMAT_VERSION:
+            self._migrate(identity)
+
+    def _migrate(self, identity: StoredIdentity) -> None:
+        """Bring a directory of an older format up to this one, in one synced batch."""
+        puts = [(_IDENTITY, seal(_IDENTITY, encode(StoredIdentity(FORMAT_VERSION, identity.cluster_id,
+                                                                  identity.peer_id))))]
+        if identity.format_version < 2 and self._member is None:
+            # Version 1 knew no disk tags: the member that wrote this log keeps the bare peer id as its key, which
+            # no fresh disk ever takes (see embedzk.membership.identity), so it stays bound to this disk.
+            self._member = MemberRecord(key=identity.peer_id)
+            puts.append((_MEMBER, seal(_MEMBER, encode(self._member))))
+        self._write(puts, (), sync=True)
 
     def _raw(self, key: bytes) -> bytes | None:
         try:
@@ -652,7 +682,7 @@ class LevelDBStorage:
                 f"of unknown origin (point data_dir elsewhere, or remove it)"
             )
         if conf_state is None:
-            raise StorageError(_needs_conf_state(self._path))
+            conf_state = ConfState()
         identity = StoredIdentity(FORMAT_VERSION, cluster_id, peer_id)
         snapshot = StoredSnapshot(SnapshotMeta(0, 0, conf_state), generation=0, chunk_count=0)
         records: list[tuple[bytes, object]] = [
@@ -671,7 +701,7 @@ class LevelDBStorage:
         except (plyvel.Error, OSError) as exc:
             raise _read_failure(self._path, exc) from exc
 
-    def _check_identity(self, value: bytes, cluster_id: str, peer_id: str) -> None:
+    def _check_identity(self, value: bytes, cluster_id: str, peer_id: str) -> StoredIdentity:
         payload = self._unseal(_IDENTITY, value)
         try:
             identity = decode(payload, expect=StoredIdentity)
@@ -685,13 +715,14 @@ class LevelDBStorage:
                 f"data_dir {self._path} is in format version {identity.format_version}, newer than this build "
                 f"reads (up to {FORMAT_VERSION}): upgrade embedzk"
             )
-        if identity.format_version < 1:
+        if identity.format_version < OLDEST_FORMAT_VERSION:
             raise StorageError(f"data_dir {self._path} has an unknown format version {identity.format_version}")
         if (identity.cluster_id, identity.peer_id) != (cluster_id, peer_id):
             raise StorageError(
                 f"data_dir {self._path} belongs to cluster {identity.cluster_id} peer {identity.peer_id}, "
                 f"not cluster {cluster_id} peer {peer_id}"
             )
+        return identity
 
     def _load_log(self) -> list[bytes]:
         """Read the whole held log once: checks every record, fills the caches; returns garbage keys found."""
@@ -741,10 +772,6 @@ def _message(exc: BaseException) -> str:
     """plyvel puts LevelDB's status in bytes; make it readable."""
     parts = [a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args]
     return "; ".join(parts) or type(exc).__name__
-
-
-def _needs_conf_state(path: Path) -> str:
-    return f"data_dir {path} is new: bootstrapping it needs the initial membership (conf_state)"
 
 
 def _read_failure(path: Path, exc: BaseException) -> StorageError:

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
+from embedzk.membership.identity import MemberRecord
 from embedzk.persist.base import CompactedError, SnapshotPart, UnavailableError
 
-__all__ = ["MemoryStorage", "limit_size", "check_contiguous"]
+__all__ = ["MemoryStorage", "check_contiguous", "check_member_record", "limit_size"]
 
 
 def limit_size(entries: list[Entry], max_bytes: int | None) -> list[Entry]:
@@ -42,17 +43,29 @@ def check_contiguous(entries: Sequence[Entry]) -> None:
             raise ValueError(f"entries are not contiguous: {prev.index} is followed by {nxt.index}")
 
 
+def check_member_record(old: MemberRecord | None, new: MemberRecord) -> None:
+    """Raise ValueError if ``new`` would change the member key ``old`` fixed (a disk is one member for life)."""
+    if not isinstance(new, MemberRecord):
+        raise ValueError(f"a member record is a MemberRecord, not {type(new).__name__}")
+    if old is not None and old.key != new.key:
+        raise ValueError(f"the disk belongs to member {old.key}; it cannot become {new.key}")
+
+
 class MemoryStorage:
     """The :class:`~embedzk.persist.base.Storage` protocol, in memory.
 
     ``conf_state`` is the initial membership: a fresh storage holds the bootstrap snapshot at index 0 (term 0)
-    with it, an empty log and an empty hard state.
+    with it, an empty log and an empty hard state. A storage for a peer that founds or joins a cluster starts with
+    an empty one (the default). ``member`` is the disk's member record, if it has one already.
 
     Misuse that only a bug in the caller can cause (a gap in appended entries, a stale snapshot, compacting past
     the snapshot) raises ValueError rather than corrupting the log.
     """
 
-    def __init__(self, conf_state: ConfState) -> None:
+    def __init__(self, conf_state: ConfState | None = None, member: MemberRecord | None = None) -> None:
+        if conf_state is None:
+            conf_state = ConfState()
+        self._member = member
         self._hard_state = HardState()
         self._snap_meta = SnapshotMeta(index=0, term=0, conf_state=conf_state)
         self._snap_chunks: tuple[bytes, ...] = ()
@@ -194,6 +207,15 @@ class MemoryStorage:
         del self._entries[: index - self._compact_index]
         self._compact_index, self._compact_term = index, term
 
+    def member_record(self) -> MemberRecord | None:
+        """The disk's member record, or None if it has none yet."""
+        return self._member
+
+    def save_member_record(self, record: MemberRecord) -> None:
+        """Replace the member record (its key must not change)."""
+        check_member_record(self._member, record)
+        self._member = record
+
     def close(self) -> None:
         """Nothing to release: the object stays readable, like a disk that outlives the process using it."""
 
@@ -205,6 +227,7 @@ class MemoryStorage:
         Entries, metas and chunks are immutable, so copying the containers is deep enough.
         """
         copy = MemoryStorage.__new__(MemoryStorage)
+        copy._member = self._member
         copy._hard_state = self._hard_state
         copy._snap_meta = self._snap_meta
         copy._snap_chunks = self._snap_chunks

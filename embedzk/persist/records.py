@@ -19,6 +19,7 @@ from embedzk.consensus.types import Entry, EntryType, SnapshotMeta
 
 __all__ = [
     "FORMAT_VERSION",
+    "OLDEST_FORMAT_VERSION",
     "CompactionPoint",
     "StoredIdentity",
     "StoredSnapshot",
@@ -30,8 +31,11 @@ __all__ = [
 ]
 
 #: The on-disk format this build writes and the newest it reads. Bump it (and teach open() to migrate) whenever
-#: the key layout or a record's layout changes.
-FORMAT_VERSION = 1
+#: the key layout or a record's layout changes. Version 2 added the member record (``m/member``: the disk's member
+#: key and cluster); a version-1 directory is migrated when opened, its member keeping the bare peer id as its key.
+FORMAT_VERSION = 2
+#: The oldest on-disk format this build reads (and migrates).
+OLDEST_FORMAT_VERSION = 1
 
 _CRC = struct.Struct(">I")
 # term, index, type; the data follows.

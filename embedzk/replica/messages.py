@@ -8,6 +8,24 @@ from typing import Any
 
 from embedzk.codec import encode, encode_spliced, message
 from embedzk.consensus import Message
+from embedzk.membership.messages import (
+    ClusterInfo,
+    FoundAccept,
+    FoundAccepted,
+    Founded,
+    FoundPrepare,
+    FoundPromise,
+    FoundRefused,
+    FoundReject,
+    JoinRefused,
+    JoinRequest,
+    LeaveRequest,
+    MemberChange,
+    MemberChangeResult,
+    MemberStatus,
+    Presence,
+    Removed,
+)
 from embedzk.tree.txn import Op, Txn
 
 #: Messages bundled into one frame add up to at most this many bytes; a larger one goes alone. Bundling pays for
@@ -76,24 +94,61 @@ class SessionPing:
 
 @message(68)
 @dataclass(frozen=True, slots=True)
-class SnapshotHeader:
-    """The first chunk of a replica snapshot: what the replica keeps beside the tree. The tree's chunks follow."""
+class SnapshotHeaderV1:
+    """The first chunk of a replica snapshot in format 1 (read, never written any more)."""
 
     format: int
     addresses: dict[str, str] = field(default_factory=dict)
     last_time_ms: int = 0
 
 
-@message(69)
+@message(71)
 @dataclass(frozen=True, slots=True)
-class Join:
-    """A peer that is not yet a member asks to be added: as a learner (an observer) or as a voter.
+class SnapshotHeader:
+    """The first chunk of a replica snapshot: what the replica keeps beside the tree. The tree's chunks follow.
 
-    Sent to every known member until the peer sees itself in the membership; only the leader acts on it.
+    Format 2 added the cluster's id and protocol version. ``format`` says which layout the rest of the snapshot
+    has; a newer one than the reader knows is refused with an error naming both.
     """
 
+    format: int
+    addresses: dict[str, str] = field(default_factory=dict)
+    last_time_ms: int = 0
+    cluster_uuid: str = ""
+    cluster_version: int = 0
+
+
+@message(88)
+@dataclass(frozen=True, slots=True)
+class SetClusterId:
+    """The cluster's id, proposed by its first leader (a founded cluster's id from the founding)."""
+
+    cluster_uuid: str
+
+
+@message(89)
+@dataclass(frozen=True, slots=True)
+class SetClusterVersion:
+    """The protocol version the cluster runs from here on (only ever raised)."""
+
+    version: int
+
+
+@message(90)
+@dataclass(frozen=True, slots=True)
+class SetMemberAddress:
+    """Member ``key`` listens at ``address`` now (it came back somewhere else)."""
+
+    key: str
     address: str
-    learner: bool = True
+
+
+@message(91)
+@dataclass(frozen=True, slots=True)
+class ClusterCommand:
+    """The data of a normal log entry that changes what the replicas know of the cluster, not the tree."""
+
+    op: SetClusterId | SetClusterVersion | SetMemberAddress
 
 
 @message(70)
@@ -102,7 +157,29 @@ class Bundle:
     """Several messages to one recipient in one frame, in the order they were sent: one transport send and one
     receive instead of many (a follower under load forwards many requests per loop iteration)."""
 
-    messages: tuple[Message | Forward | ForwardRejected | SessionPing | Join, ...]
+    messages: tuple[
+        Message
+        | Forward
+        | ForwardRejected
+        | SessionPing
+        | FoundPrepare
+        | FoundPromise
+        | FoundReject
+        | FoundAccept
+        | FoundAccepted
+        | Founded
+        | FoundRefused
+        | ClusterInfo
+        | JoinRequest
+        | JoinRefused
+        | Presence
+        | Removed
+        | MemberStatus
+        | LeaveRequest
+        | MemberChange
+        | MemberChangeResult,
+        ...,
+    ]
 
 
 def pack(messages: Iterable[tuple[str, Any]], limit: int = BUNDLE_LIMIT) -> list[tuple[str, bytes]]:

@@ -29,11 +29,11 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from embedzk.codec import decode, encode
 from embedzk.consensus import Config as RaftConfig
-from embedzk.consensus import Message, ProposalDroppedError, RawNode, Ready, StateRole
+from embedzk.consensus import Message, ProposalDroppedError, RawNode, Ready, StateRole, decode_conf_change
 from embedzk.consensus.types import (
     ConfChange,
     ConfChangeType,
@@ -47,20 +47,28 @@ from embedzk.errors import (
     ConnectionLossError,
     DecodeError,
     EmbedZKError,
+    MembershipError,
     OperationTimeoutError,
     SessionExpiredError,
 )
+from embedzk.membership.identity import MemberRecord, user_id
+from embedzk.membership.versions import PROTOCOL_MIN
 from embedzk.model import KeeperState
 from embedzk.persist.base import SnapshotPart, Storage
 from embedzk.replica import snapshots as snapshot_jobs
+from embedzk.replica.membership import MemberInfo, Membership, MembershipConfig, Phase
 from embedzk.replica.messages import (
     Bundle,
+    ClusterCommand,
     Command,
     Forward,
     ForwardRejected,
-    Join,
     SessionPing,
+    SetClusterId,
+    SetClusterVersion,
+    SetMemberAddress,
     SnapshotHeader,
+    SnapshotHeaderV1,
 )
 from embedzk.replica.sessions import SessionTracker
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
@@ -76,9 +84,8 @@ from embedzk.tree.txn import (
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-SNAPSHOT_FORMAT = 1
+#: The replica snapshot format this build writes; it reads this one and every older one.
+SNAPSHOT_FORMAT = 2
 #: The highest session id ZooKeeper's encoding leaves free of the container/TTL markers (EphemeralType).
 MAX_SESSION_ID = 2**56
 
@@ -103,10 +110,10 @@ class ReplicaConfig:
     check_quorum: bool = True
     #: How often the leader looks for containers and TTL nodes to reap.
     reap_interval: float = 1.0
-    #: Where every member listens (kept in snapshots so a restarted member knows them).
+    #: Where members listen, as far as known at start (later: from the log and snapshots).
     addresses: dict[str, str] = field(default_factory=dict)
-    #: If this replica is not a member, ask to be added: "learner" (an observer), "voter", or None (wait).
-    join_as: str | None = None
+    #: How this replica founds or joins a cluster, and how the leader keeps the voters.
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
 
     def validate(self) -> None:
         """Raise BadArgumentsError if the settings contradict each other."""
@@ -133,9 +140,12 @@ class Completion:
 
 @dataclass(slots=True)
 class ReplicaReady:
-    """What the driver must persist before calling :meth:`Replica.advance` (``raft`` is None if nothing)."""
+    """What the driver must persist before calling :meth:`Replica.advance` (``raft`` is None if nothing).
+
+    ``record``: the disk's member record, to save (``storage.save_member_record``) first, when set."""
 
     raft: Ready | None
+    record: MemberRecord | None = None
 
     @property
     def early_messages(self) -> list[tuple[str, Any]]:
@@ -160,8 +170,14 @@ class ReplicaOutput:
     compact_to: int = 0
     state: KeeperState | None = None
     leader_changed: bool = False
-    #: The membership or the members' addresses changed (the driver updates its transport).
+    #: The membership or the members' addresses changed (the driver updates its transport from routes()).
     members_changed: bool = False
+    #: Why this replica cannot go on (a refused join, a founder list that differs from the others'), once.
+    refusal: str | None = None
+    #: Why this replica was removed from the cluster, once.
+    removed: str | None = None
+    #: The cluster's protocol version changed (the driver writes its frames in it from now on).
+    version_changed: bool = False
 
 
 @dataclass(slots=True)
@@ -193,6 +209,9 @@ class Replica:
         # up from the leader) carry its number, so they are never taken for answers to this one's requests.
         self.incarnation = rng.getrandbits(62)
         self.addresses: dict[str, str] = dict(config.addresses)
+        #: The cluster's id and protocol version, as the applied log says.
+        self.cluster_uuid = ""
+        self.cluster_version = PROTOCOL_MIN
         self._last_time_ms = 0
         meta = storage.snapshot_meta()
         self.tree = self._restore(meta, storage.snapshot_chunks()) if meta.index > 0 else DataTree(
@@ -249,6 +268,13 @@ class Replica:
         self._last_lead_contact = 0
         self._state: KeeperState = KeeperState.SUSPENDED
         self.decode_failures = 0
+        self._refusal_reported = False
+        self._removal_reported = False
+        self._reported_version = self.cluster_version
+        record = storage.member_record() or MemberRecord(key=config.id)
+        if record.key != config.id:
+            raise ValueError(f"the storage belongs to member {record.key}, not {config.id}")
+        self.membership = Membership(self, config.membership, record, rng)
 
     # ----------------------------------------------------------------------------------------------------------
     # properties
@@ -278,6 +304,45 @@ class Replica:
         """The consensus node (for status and tests)."""
         return self._node
 
+    @property
+    def now(self) -> float:
+        """The driver's monotonic time at the last tick."""
+        return self._now
+
+    @property
+    def phase(self) -> Phase:
+        """Founding, joining, member or removed (see :mod:`embedzk.replica.membership`)."""
+        return self.membership.phase
+
+    def members(self) -> list[MemberInfo]:
+        """Every member, as this replica knows it."""
+        return self.membership.members()
+
+    def address_of(self, key: str) -> str:
+        """Where member ``key`` listens, as far as known ("" if not known)."""
+        if key == self.id and self.config.membership.address:
+            return self.config.membership.address
+        announced = self.membership.announced.get(key)
+        if announced is not None:
+            return announced[0]
+        return self.addresses.get(key, "")
+
+    def routes(self) -> dict[str, str]:
+        """Member key -> address for the transport: every member and joiner this replica may send to."""
+        routes = dict(self.addresses)
+        for key, (address, _when) in self.membership.announced.items():
+            routes[key] = address
+        routes.pop(self.id, None)
+        return routes
+
+    def send(self, to: str, msg: Any) -> None:
+        """Queue ``msg`` for ``to`` (a member key or an address); it leaves with the next advance()."""
+        self._outbox.append((to, msg))
+
+    def on_members_changed(self) -> None:
+        """The members or their addresses changed: the driver updates its transport at the next advance()."""
+        self._members_changed = True
+
     def stats(self) -> dict[str, Any]:
         """What ZooKeeper's ``mntr`` reports, as far as the replica knows it."""
         status = self._node.status()
@@ -295,6 +360,7 @@ class Replica:
             "outstanding_requests": len(self._pending),
             "digest": self.tree.digest,
             "state": self._state.value,
+            **self.membership.stats(),
         }
 
     # ----------------------------------------------------------------------------------------------------------
@@ -305,12 +371,13 @@ class Replica:
         self._now = now
         self._wall_ms = wall_ms
         self._ticks += 1
-        self._node.tick()
+        if self.membership.phase is not Phase.REMOVED:
+            self._node.tick()  # a removed member takes no part in elections
         self._expire_requests()
         self._ensure_session()
         self._retry_pending()
         self._ping_leader()
-        self._ask_to_join()
+        self.membership.tick()
         if self.is_leader:
             self._expire_sessions()
             self._reap()
@@ -318,9 +385,13 @@ class Replica:
     def receive(self, frm: str, msg: Any) -> None:
         """A message from replica ``frm`` (as the transport vouches). Anything unexpected is dropped with a log
         line, never raised."""
+        if self.is_leader:
+            self.membership.heard(frm, self._now)
         if isinstance(msg, Message):
             if msg.to != self.id or msg.frm != frm:
-                log.warning("%s: dropping a message from %s claiming to be from %s to %s", self.id, frm, msg.frm, msg.to)
+                log.debug("%s: dropping a message from %s claiming to be from %s to %s", self.id, frm, msg.frm, msg.to)
+                return
+            if self.membership.phase is Phase.REMOVED:
                 return
             self._node.step(msg)
             if frm == self._node.lead:
@@ -332,8 +403,8 @@ class Replica:
             self._on_forward(frm, msg)
         elif isinstance(msg, ForwardRejected):
             self._on_forward_rejected(msg)
-        elif isinstance(msg, Join):
-            self._on_join(frm, msg)
+        elif self.membership.receive(frm, msg):
+            pass
         elif isinstance(msg, SessionPing):
             if self.is_leader:
                 for session_id in msg.session_ids:
@@ -387,15 +458,23 @@ class Replica:
 
     def has_ready(self) -> bool:
         """True if :meth:`ready` has something for the driver."""
-        return bool(self._outbox) or self._node.has_ready() or self._desired_state() is not self._state
+        return (
+            bool(self._outbox)
+            or self._node.has_ready()
+            or self._desired_state() is not self._state
+            or self.membership.has_work()
+        )
 
     def ready(self) -> ReplicaReady:
         """What to persist now; call :meth:`advance` once it is on disk."""
-        return ReplicaReady(self._node.ready() if self._node.has_ready() else None)
+        record = self.membership.take_record()
+        return ReplicaReady(self._node.ready() if self._node.has_ready() else None, record)
 
     def advance(self, rd: ReplicaReady) -> ReplicaOutput:
         """Everything persisted: apply what was committed, answer requests, and return what to send."""
         out = ReplicaOutput()
+        if rd.record is not None:
+            self.membership.persisted()
         raft = rd.raft
         if raft is not None:
             if raft.snapshot is not None:
@@ -411,10 +490,13 @@ class Replica:
         self._check_term()
         self._complete_reads(out)
         self._maybe_snapshot(out)
+        self.membership.after_step()
         out.completions.extend(self._drain_completions())
         self._update_state(out)
-        if self._members_changed:
+        self._report_membership(out)
+        if self._members_changed or self.membership.routes_changed:
             self._members_changed = False
+            self.membership.routes_changed = False
             out.members_changed = True
         if self._outbox:
             out.messages.extend(self._outbox)
@@ -572,9 +654,13 @@ class Replica:
             return  # a new leader's empty entry
         command = self._own_commands.pop(entry.data, None) if self._own_commands else None
         if command is None:
-            command = self._decode_entry(entry, Command, "a command")
-            if command is None:
+            decoded = self._decode_entry(entry)
+            if isinstance(decoded, ClusterCommand):
+                self._apply_cluster_command(decoded)
                 return
+            if decoded is None:
+                return
+            command = decoded
         txn = command.txn
         self._last_time_ms = max(self._last_time_ms, txn.time_ms)
         result = self.tree.apply(txn, entry.index)
@@ -584,14 +670,70 @@ class Replica:
         if command.origin == self.id and command.incarnation == self.incarnation and command.request_id:
             self._answer(command.request_id, result)
 
-    def _decode_entry(self, entry: Entry, kind: type[_T], what: str) -> _T | None:
+    def _decode_entry(self, entry: Entry) -> Command | ClusterCommand | None:
         try:
-            return decode(entry.data, expect=kind)
+            value = decode(entry.data)
+            if not isinstance(value, (Command, ClusterCommand)):
+                raise DecodeError(f"a {type(value).__name__} is not a log entry's data")
+            return value
         except DecodeError as exc:
             # Every replica holds the same bytes, so every replica skips the entry alike.
             self.decode_failures += 1
-            log.error("%s: entry %d is not %s (%s); skipped", self.id, entry.index, what, exc)
+            log.error("%s: entry %d is not a command (%s); skipped", self.id, entry.index, exc)
             return None
+
+    def _apply_cluster_command(self, command: ClusterCommand) -> None:
+        op = command.op
+        if isinstance(op, SetClusterId):
+            if not self.cluster_uuid:  # set once: a later proposal (a leader that raced) changes nothing
+                self.cluster_uuid = op.cluster_uuid
+                self.membership.cluster_known(op.cluster_uuid)
+        elif isinstance(op, SetClusterVersion):
+            self.cluster_version = max(self.cluster_version, op.version)
+        elif isinstance(op, SetMemberAddress):
+            if op.key in self._conf_state.members():  # the same test on every replica: the applied membership
+                self.addresses[op.key] = op.address
+                self._members_changed = True
+
+    def _propose_cluster(self, op: SetClusterId | SetClusterVersion | SetMemberAddress) -> bool:
+        try:
+            self._node.propose(encode(ClusterCommand(op)))
+        except ProposalDroppedError:
+            return False
+        return True
+
+    def propose_cluster_command_id(self, cluster_uuid: str) -> bool:
+        """Propose the cluster's id (the leader of a cluster whose log does not name it yet); False if dropped."""
+        return self._propose_cluster(SetClusterId(cluster_uuid))
+
+    def propose_cluster_version(self, version: int) -> bool:
+        """Propose raising the cluster's protocol version; False if dropped."""
+        return self._propose_cluster(SetClusterVersion(version))
+
+    def propose_member_address(self, key: str, address: str) -> bool:
+        """Propose recording that member ``key`` listens at ``address`` now; False if dropped."""
+        return self._propose_cluster(SetMemberAddress(key, address))
+
+    def member_change(
+        self, request_id: int, kind: str, peer_id: str, address: str, voter: bool, timeout: float
+    ) -> Completion | None:
+        """The application's add_member ("add") or remove_member ("remove"); the Completion comes once the
+        leader made the change (or gave up). Returns one at once for a request that cannot be made."""
+        if request_id <= 0 or request_id in self._pending:
+            raise ValueError(f"request id {request_id} must be positive and not in use")
+        members = self._node.status().log_conf_state.members()
+        present = [key for key in members if user_id(key) == peer_id]
+        if kind == "remove" and not present:
+            known = sorted(user_id(key) for key in members)
+            return Completion(request_id, error=BadArgumentsError(f"{peer_id!r} is not a member (members: {known})"))
+        if kind == "add" and present and not voter:
+            return Completion(request_id, error=BadArgumentsError(f"{peer_id!r} is a member already"))
+        self.membership.ask(request_id, kind, peer_id, address, voter, timeout)
+        return None
+
+    def complete_member_change(self, request_id: int, error: str | None) -> None:
+        """The leader finished (``error`` None) or gave up on a member change asked from here."""
+        self._completed.append(Completion(request_id, error=MembershipError(error) if error else None))
 
     def _after_apply(self, command: Command, result: ApplyResult) -> None:
         op = command.txn.op
@@ -618,37 +760,22 @@ class Replica:
             return  # timed out, or given up when the term changed
         self._completed.append(Completion(request_id, result.value, result.error))
 
-    def _ask_to_join(self) -> None:
-        if self.config.join_as is None or self._ticks % (2 * self.config.election_tick) != 1:
-            return
-        if self.id in self.conf_state().members():
-            return
-        own = self.addresses.get(self.id, "")
-        for member, _address in sorted(self.addresses.items()):
-            if member != self.id:
-                self._outbox.append((member, Join(own, self.config.join_as == "learner")))
-
-    def _on_join(self, frm: str, join: Join) -> None:
-        if not self.is_leader or frm in self.conf_state().members():
-            return
-        kind = ConfChangeType.ADD_LEARNER if join.learner else ConfChangeType.ADD_VOTER
-        try:
-            self._node.propose_conf_change(ConfChange(kind, frm, join.address.encode()))
-        except ProposalDroppedError:
-            pass  # one change at a time: the joiner asks again
-
     def conf_state(self) -> ConfState:
         """The membership in force here."""
         return self._conf_state
 
     def _apply_conf_change(self, entry: Entry) -> None:
-        change = self._decode_entry(entry, ConfChange, "a membership change")
+        change = decode_conf_change(entry)
         if change is None:
+            self.decode_failures += 1
+            log.error("%s: entry %d is not a membership change; skipped", self.id, entry.index)
             return
         self._conf_state = self._node.apply_conf_change(change)
         self._members_changed = True
         if change.type == ConfChangeType.REMOVE:
             self.addresses.pop(change.node_id, None)
+            if change.node_id == self.id:
+                self.membership.removed(f"{self.id} was removed from the cluster (entry {entry.index})")
         elif change.context:
             try:
                 self.addresses[change.node_id] = change.context.decode()
@@ -665,15 +792,27 @@ class Replica:
         first = next(rest, None)
         if first is None:
             raise DecodeError(f"the snapshot at {meta.index} holds no chunks")
-        header = decode(first, expect=SnapshotHeader)
-        if header.format != SNAPSHOT_FORMAT:
-            raise DecodeError(f"snapshot format {header.format} is not supported (this build reads {SNAPSHOT_FORMAT})")
+        header = decode(first)
+        if not isinstance(header, (SnapshotHeader, SnapshotHeaderV1)):
+            raise DecodeError(f"a snapshot starts with its header, not a {type(header).__name__}")
+        if header.format > SNAPSHOT_FORMAT:
+            raise DecodeError(
+                f"snapshot format {header.format} is newer than this build reads (up to {SNAPSHOT_FORMAT}): "
+                f"upgrade embedzk"
+            )
         self.addresses.update(header.addresses)
         self._last_time_ms = max(self._last_time_ms, header.last_time_ms)
+        if isinstance(header, SnapshotHeader):
+            if header.cluster_uuid:
+                self.cluster_uuid = header.cluster_uuid
+            self.cluster_version = max(self.cluster_version, header.cluster_version)
         return DataTree.restore(rest, max_data_bytes=self.config.max_data_bytes)
 
     def _install_snapshot(self, meta: SnapshotMeta, chunks: list[bytes], out: ReplicaOutput) -> None:
+        if meta.index > 0:
+            self.addresses = {}  # the snapshot's header holds every member's address
         self.tree = self._restore(meta, chunks)
+        self.membership.cluster_known(self.cluster_uuid)
         self.applied = meta.index
         self._conf_state = meta.conf_state
         self._members_changed = True
@@ -699,7 +838,9 @@ class Replica:
         if job is None:
             if self.applied - self._snapshot_index < self.config.snapshot_entries:
                 return
-            header = SnapshotHeader(SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms)
+            header = SnapshotHeader(
+                SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms, self.cluster_uuid, self.cluster_version
+            )
             term = self._storage.term(self.applied)
             meta = SnapshotMeta(self.applied, term, self._conf_state)
             self._snapshot_index = self.applied
@@ -741,8 +882,13 @@ class Replica:
         self.session_id = pending.op.session_id
         self._session_lost = False
         # Sessions our previous incarnation left behind die now: their ephemeral nodes belong to a dead process.
+        # So do those of a member with our id on a disk that is gone (replaced by ours).
+        members = set(self._node.status().log_conf_state.members())
+        name = user_id(self.id)
         for stale, (owner, _timeout) in self.tree.sessions().items():
-            if owner == self.id and stale != self.session_id:
+            if stale == self.session_id:
+                continue
+            if owner == self.id or (user_id(owner) == name and owner not in members):
                 self._housekeeping(CloseSessionOp(stale))
 
     def _drain_completions(self) -> list[Completion]:
@@ -815,6 +961,7 @@ class Replica:
         if self.is_leader:
             self._tracker.reset(self.tree.sessions().keys(), self._now)
             self._reaping.clear()
+            self.membership.became_leader()
         # Requests waiting for a leader can go now.
         self._retry_pending()
 
@@ -824,11 +971,23 @@ class Replica:
         return not self.is_leader and self._ticks - self._last_lead_contact > 2 * self.config.election_tick
 
     def _desired_state(self) -> KeeperState:
-        if self._session_lost:
+        if self._session_lost or self.membership.phase is Phase.REMOVED:
             return KeeperState.LOST
         if self._node.lead is None or self.session_id is None or not self._confirmed or self._lead_silent():
             return KeeperState.SUSPENDED
         return KeeperState.CONNECTED
+
+    def _report_membership(self, out: ReplicaOutput) -> None:
+        membership = self.membership
+        if membership.refusal is not None and not self._refusal_reported:
+            self._refusal_reported = True
+            out.refusal = membership.refusal
+        if membership.removed_reason is not None and not self._removal_reported:
+            self._removal_reported = True
+            out.removed = membership.removed_reason
+        if self.cluster_version != self._reported_version:
+            self._reported_version = self.cluster_version
+            out.version_changed = True
 
     def _update_state(self, out: ReplicaOutput) -> None:
         self._confirm_currency()

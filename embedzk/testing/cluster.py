@@ -28,14 +28,15 @@ members from each other, heal. ``observers=k`` adds k observers (non-voting peer
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from embedzk.consensus.types import ConfState
 from embedzk.errors import OperationTimeoutError
+from embedzk.membership.identity import is_address, user_id
 from embedzk.peer import Peer
 from embedzk.persist.memory import MemoryStorage
 from embedzk.transport.base import Transport
@@ -58,15 +59,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 
 
 class _CutLinks:
-    """The set of cut links of a LocalCluster, shared by all its members' transports."""
+    """The set of cut links of a LocalCluster (between peer ids), shared by all its members' transports."""
 
-    def __init__(self) -> None:
+    def __init__(self, addresses: Mapping[str, str]) -> None:
         self._cut: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self._by_address = {address: pid for pid, address in addresses.items()}
 
     def blocked(self, frm: str, to: str) -> bool:
+        """Whether frames from ``frm`` to ``to`` (member keys, or an address for ``to``) are lost."""
+        target = self._by_address.get(to, to) if is_address(to) else user_id(to)
         with self._lock:
-            return (frm, to) in self._cut
+            return (user_id(frm), target) in self._cut
 
     def set(self, cut: set[tuple[str, str]]) -> None:
         with self._lock:
@@ -83,6 +87,14 @@ class _PartitionableTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    @property
+    def version(self) -> int:
+        return int(self._inner.version)  # type: ignore[attr-defined]
+
+    @version.setter
+    def version(self, version: int) -> None:
+        self._inner.version = version  # type: ignore[attr-defined]
 
     def start(self) -> None:
         self._inner.start()
@@ -137,7 +149,7 @@ class LocalCluster:
         self._data_dir = os.fspath(data_dir) if data_dir is not None else None
         self._options = dict(peer_options)
         self._options.setdefault("session_timeout", 2.0)
-        self._links = _CutLinks()
+        self._links = _CutLinks(self.addresses)
         self._memory: dict[str, MemoryStorage] = {}
         self.members: dict[str, Peer | None] = dict.fromkeys(self.ids)
         self._incarnation: dict[str, int] = dict.fromkeys(self.ids, 0)
@@ -197,15 +209,18 @@ class LocalCluster:
         from embedzk.transport.zmq import ZmqTransport
 
         self._incarnation[pid] += 1
-        inner = ZmqTransport(pid, self.addresses[pid], cluster=f"local-{self._tag}".encode())
-        inner.start()
-        transport = _PartitionableTransport(inner, self._links)
+        cluster = f"local-{self._tag}"
+        links = self._links
+
+        def transport(key: str, bind: str) -> Transport:
+            inner = ZmqTransport(key, bind, cluster=cluster.encode())
+            return _PartitionableTransport(inner, links)  # type: ignore[return-value]
+
         data_dir = os.path.join(self._data_dir, pid) if self._data_dir is not None else None
         storage = None
         if data_dir is None:
             if pid not in self._memory:
-                voters = tuple(sorted(self.voter_ids))
-                self._memory[pid] = MemoryStorage(ConfState(voters=voters))
+                self._memory[pid] = MemoryStorage()
             storage = self._memory[pid]
         # Everyone is told where the voters are; observers announce themselves to the leader when they join.
         others = {other: self.addresses[other] for other in self.voter_ids if other != pid}
@@ -215,8 +230,8 @@ class LocalCluster:
             peers=others,
             data_dir=data_dir,
             observer=pid in self.observer_ids,
-            cluster=f"local-{self._tag}",
-            transport=transport,  # type: ignore[arg-type]
+            cluster=cluster,
+            transport_factory=transport,
             storage=storage,
             **self._options,
         )
@@ -303,10 +318,18 @@ class LocalCluster:
             except OperationTimeoutError:
                 pass  # the caller will see it
 
-    def restart_member(self, pid: str, timeout: float = 30.0) -> Peer:
-        """Start a stopped member again (from its data directory if the cluster has one)."""
+    def restart_member(self, pid: str, timeout: float = 30.0, wipe: bool = False) -> Peer:
+        """Start a stopped member again, from its disk (its data directory, or the memory that plays its disk).
+
+        ``wipe=True`` starts it on a fresh, empty disk, as a container restarted on a new volume: it comes back as
+        a new member under the same id, and the cluster replaces the old one with it.
+        """
         if self.members[pid] is not None:
             self.stop_member(pid)
+        if wipe:
+            self._memory.pop(pid, None)
+            if self._data_dir is not None:
+                shutil.rmtree(os.path.join(self._data_dir, pid), ignore_errors=True)
         peer = self._make(pid)
         self.members[pid] = peer
         # The other members' connections to the old incarnation are dead (ZeroMQ never reconnects inproc://): their

@@ -204,6 +204,8 @@ class MemoryTransport:
         if self._closed or not self._started:
             return self._drop("closed" if self._closed else "not_connected")
         address = self._peers.get(to)
+        if address is None and "://" in to:
+            address = to  # a name that is an address (a seed, a founder) is sent to directly
         if address is None:
             return self._drop("unknown_peer")
         if len(frame) > self.max_frame_bytes:

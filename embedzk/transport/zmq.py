@@ -19,9 +19,15 @@ connected to. When a send to an inproc peer fails (``zmq.Again``), and only then
 if the address was bound again since, connects anew and sends once more. Successful sends and tcp/ipc peers never
 look at the table.
 
+Addressing. Peers are named by id (a member key) and mapped to endpoints by :meth:`ZmqTransport.set_peers`; a name
+that is itself an endpoint (``tcp://10.0.0.1:7000``) is sent to directly, which is how a peer reaches seeds and
+founders whose ids it does not know yet. One DEALER serves each endpoint, whatever names lead to it: two DEALERs
+with our routing id on one remote ROUTER would take the id from each other (``ROUTER_HANDOVER``).
+
 Wire format. Every frame is a two-part ZeroMQ message ``[header, payload]``; the header is :data:`MAGIC`, one byte
-of :data:`PROTOCOL_VERSION`, then the cluster name, so that a stray client, a peer of another version or of another
-cluster sharing a port range is turned away before its payload reaches the codec. ``MAXMSGSIZE`` on the ROUTER
+of protocol version (the version the frame is written in: see :mod:`embedzk.membership.versions`), then the cluster
+name, so that a stray client, a peer speaking no version we speak or of another cluster sharing a port range is
+turned away before its payload reaches the codec. ``MAXMSGSIZE`` on the ROUTER
 makes ZeroMQ itself refuse an oversized part (it closes that connection, so frames queued behind the oversized one
 on it are lost too; the sender reconnects within 50 ms). ``inproc://`` has no such check, so the size is
 checked again in Python. Whatever is rejected is counted in :meth:`ZmqTransport.stats` under ``rejected`` and
@@ -53,6 +59,7 @@ import zmq.auth.thread
 from zmq.utils import z85
 
 from embedzk.errors import ConfigurationError
+from embedzk.membership.versions import PROTOCOL_MAX, PROTOCOL_MIN
 from embedzk.transport.base import (
     DEFAULT_HWM,
     DEFAULT_MAX_FRAME_BYTES,
@@ -68,8 +75,8 @@ log = logging.getLogger("embedzk.transport")
 
 #: First bytes of every frame header: tells an embedzk frame from anything else that reached the port.
 MAGIC = b"EZK"
-#: Version of the frame format; a peer refuses frames of any other version.
-PROTOCOL_VERSION = 1
+#: The protocol version frames are written in unless told otherwise (the oldest this build speaks).
+PROTOCOL_VERSION = PROTOCOL_MIN
 
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
 _INPROC = "inproc://"
@@ -90,6 +97,10 @@ _COPY_THRESHOLD = 65536
 _BIND_RETRY_S = 0.5
 # Identities decoded once and remembered: a cluster has few senders, and decoding on every frame is wasted work.
 _IDENTITY_CACHE_SIZE = 4096
+# Endpoints reached by address rather than through set_peers (seeds, founders, joiners' reply addresses): at most
+# this many DEALERs for them, the least recently used closed first, so that requests naming many reply addresses
+# cannot make us hold unbounded sockets.
+_ON_DEMAND_ENDPOINTS = 64
 
 
 def frame_header(cluster: bytes = b"", version: int = PROTOCOL_VERSION) -> bytes:
@@ -141,7 +152,8 @@ class ZmqTransport:
     the real address. ``context`` defaults to the process's shared ``zmq.Context.instance()``, which ``inproc://``
     needs (inproc endpoints only reach sockets of the same context). ``max_frame_bytes`` bounds a frame's payload,
     ``hwm`` the frames queued per peer and direction, ``max_batch`` the frames one receive() returns (the rest wait
-    for the next call). ``cluster`` names the cluster in every frame header. ``curve`` turns on CURVE.
+    for the next call). ``cluster`` names the cluster in every frame header. ``versions`` is the range of protocol
+    versions accepted on arrival; :attr:`version` the one frames are written in. ``curve`` turns on CURVE.
     ``heartbeat`` (seconds, None for none) is the ZMTP ping interval; a connection silent for three intervals is
     dropped, so frames stop queueing to a peer that vanished without closing its connection.
     """
@@ -158,8 +170,13 @@ class ZmqTransport:
         curve: CurveKeys | None = None,
         heartbeat: float | None = 1.0,
         max_batch: int = DEFAULT_HWM,
+        versions: tuple[int, int] = (PROTOCOL_MIN, PROTOCOL_MAX),
     ) -> None:
         self.id = check_peer_id(id)
+        if not 1 <= versions[0] <= versions[1] <= 255:
+            raise ConfigurationError(f"protocol versions {versions} must be a range within 1..255")
+        self.versions = versions
+        self._version = versions[0]
         self._id_bytes = id.encode("utf-8")
         self.bind = _check_endpoint(bind, f"bind address of peer {id!r}")
         if isinstance(cluster, str):
@@ -176,12 +193,15 @@ class ZmqTransport:
             _z85(curve.secret_key)
         self._heartbeat_ms = None if heartbeat is None else max(1, round(heartbeat * 1000))
         self._context = context if context is not None else zmq.Context.instance()
-        self._header = frame_header(self.cluster)
+        self._header = frame_header(self.cluster, self._version)
 
+        # Peer id -> endpoint (set_peers), and one DEALER per endpoint.
         self._addresses: dict[str, str] = {}
-        self._dealers: dict[str, tuple[str, zmq.Socket[bytes]]] = {}
-        # inproc:// only: the bind generations of this context's endpoints, and the one each inproc DEALER (by peer
-        # id) connected to. tcp:// and ipc:// peers have no entry.
+        self._dealers: dict[str, zmq.Socket[bytes]] = {}
+        # Endpoints sent to by address, least recently used first (see _ON_DEMAND_ENDPOINTS).
+        self._on_demand: dict[str, None] = {}
+        # inproc:// only: the bind generations of this context's endpoints, and the one each inproc DEALER (by
+        # endpoint) connected to. tcp:// and ipc:// endpoints have no entry.
         self._inproc_binds = _InprocBinds.of(self._context)
         self._inproc_generations: dict[str, int] = {}
         self._router: zmq.Socket[bytes] | None = None
@@ -200,6 +220,18 @@ class ZmqTransport:
         self._wake_w.setblocking(False)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The protocol version frames are written in (the cluster's version, once known)."""
+        return self._version
+
+    @version.setter
+    def version(self, version: int) -> None:
+        if not self.versions[0] <= version <= self.versions[1]:
+            raise ConfigurationError(f"protocol version {version} is outside the range spoken, {self.versions}")
+        self._version = version
+        self._header = frame_header(self.cluster, version)
 
     @property
     def endpoint(self) -> str:
@@ -266,9 +298,10 @@ class ZmqTransport:
         if self._closed:
             return
         self._closed = True
-        for _, dealer in self._dealers.values():
+        for dealer in self._dealers.values():
             dealer.close(linger=0)
         self._dealers.clear()
+        self._on_demand.clear()
         self._inproc_generations.clear()
         if self._router is not None:
             self._router.close(linger=0)
@@ -298,13 +331,35 @@ class ZmqTransport:
             self._apply_peers()
 
     def _apply_peers(self) -> None:
-        for peer_id in [p for p, (ep, _) in self._dealers.items() if self._addresses.get(p) != ep]:
-            _, dealer = self._dealers.pop(peer_id)
-            dealer.close(linger=0)
-            self._inproc_generations.pop(peer_id, None)
+        wanted = set(self._addresses.values()) | set(self._on_demand)
+        for endpoint in [ep for ep in self._dealers if ep not in wanted]:
+            self._dealers.pop(endpoint).close(linger=0)
+            self._inproc_generations.pop(endpoint, None)
         for peer_id, endpoint in self._addresses.items():
-            if peer_id not in self._dealers:
-                self._dealers[peer_id] = (endpoint, self._connect(peer_id, endpoint))
+            if endpoint not in self._dealers:
+                self._dealers[endpoint] = self._connect(peer_id, endpoint)
+
+    def _endpoint_for(self, to: str) -> str | None:
+        """Where frames for ``to`` go when it is not a peer of set_peers: ``to`` itself, if it is an endpoint."""
+        if not to.startswith(_SCHEMES) or to in _SCHEMES:
+            return None
+        if to in self._on_demand:
+            self._on_demand[to] = self._on_demand.pop(to)  # most recently used last
+        else:
+            self._on_demand[to] = None
+            if len(self._on_demand) > _ON_DEMAND_ENDPOINTS:
+                oldest = next(iter(self._on_demand))
+                del self._on_demand[oldest]
+                if oldest not in self._addresses.values() and oldest in self._dealers:
+                    self._dealers.pop(oldest).close(linger=0)
+                    self._inproc_generations.pop(oldest, None)
+        if to not in self._dealers and self._router is not None:
+            try:
+                self._dealers[to] = self._connect(to, to)
+            except ConfigurationError:
+                del self._on_demand[to]
+                return None
+        return to
 
     def _connect(self, peer_id: str, endpoint: str) -> zmq.Socket[bytes]:
         dealer = self._socket(zmq.DEALER)
@@ -320,7 +375,7 @@ class ZmqTransport:
                 dealer.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret_key)
             if endpoint.startswith(_INPROC):
                 # Read before connecting (see start()): a bind in between costs one needless reconnect at most.
-                self._inproc_generations[peer_id] = self._inproc_binds.get(endpoint, 0)
+                self._inproc_generations[endpoint] = self._inproc_binds.get(endpoint, 0)
             dealer.connect(endpoint)
         except zmq.ZMQError as exc:
             dealer.close(linger=0)
@@ -341,11 +396,16 @@ class ZmqTransport:
         """Queue ``frame`` for ``to`` without blocking; False (counted as ``dropped_send_<reason>``) when the peer
         is unknown, not connected or at its high-water mark (``blocked``), the frame is too large, or we are
         closed. ``frame`` must not be modified afterwards (large frames are sent without a copy)."""
-        entry = self._dealers.get(to)
-        if entry is None:
+        endpoint = self._addresses.get(to)
+        if endpoint is None:
             if self._closed:
                 return self._drop("closed")
-            return self._drop("not_connected" if to in self._addresses else "unknown_peer")
+            endpoint = self._endpoint_for(to)
+            if endpoint is None:
+                return self._drop("unknown_peer")
+        dealer = self._dealers.get(endpoint)
+        if dealer is None:
+            return self._drop("closed" if self._closed else "not_connected")
         size = len(frame)
         if size > self.max_frame_bytes:
             self._log.warning(
@@ -353,7 +413,6 @@ class ZmqTransport:
                 self.max_frame_bytes,
             )
             return self._drop("oversized")
-        dealer = entry[1]
         try:
             # Two sends rather than send_multipart, with int flags: this is the hot path, and pyzmq's enum flags
             # and generic loop cost more than the system call. ZeroMQ accepts or refuses a multipart message as a
@@ -363,8 +422,8 @@ class ZmqTransport:
         except zmq.Again:
             # Not connected (IMMEDIATE) or queue full: ZeroMQ does not say which, and the cure is the same, except
             # for an inproc peer bound again since we connected, which ZeroMQ will never reconnect us to.
-            if to in self._inproc_generations:
-                return self._send_rebound(to, frame, size)
+            if endpoint in self._inproc_generations:
+                return self._send_rebound(to, endpoint, frame, size)
             return self._drop("blocked")
         except zmq.ZMQError as exc:
             self._log.warning("send_error", "transport %s: sending to %s failed: %s", self.id, to, exc)
@@ -372,14 +431,14 @@ class ZmqTransport:
         self._stats.sent(size)
         return True
 
-    def _send_rebound(self, to: str, frame: bytes, size: int) -> bool:
+    def _send_rebound(self, to: str, endpoint: str, frame: bytes, size: int) -> bool:
         """send() after an inproc:// peer refused a frame: if its address was bound again since our DEALER
         connected, connect a new DEALER and send once more on it; otherwise drop the frame as ``blocked``."""
-        endpoint, dealer = self._dealers[to]
-        if self._inproc_binds.get(endpoint, 0) == self._inproc_generations[to]:
+        dealer = self._dealers[endpoint]
+        if self._inproc_binds.get(endpoint, 0) == self._inproc_generations[endpoint]:
             return self._drop("blocked")
-        del self._dealers[to]
-        del self._inproc_generations[to]
+        del self._dealers[endpoint]
+        del self._inproc_generations[endpoint]
         dealer.close(linger=0)
         try:
             dealer = self._connect(to, endpoint)
@@ -387,7 +446,7 @@ class ZmqTransport:
             # Cannot happen for an address that connected before; if it does, the next set_peers() tries again.
             self._log.warning("send_error", "transport %s: reconnecting to %s failed: %s", self.id, to, exc)
             return self._drop("error")
-        self._dealers[to] = (endpoint, dealer)
+        self._dealers[endpoint] = dealer
         log.debug("transport %s: %s at %s was bound again: connected anew", self.id, to, endpoint)
         try:
             dealer.send(self._header, _SNDMORE_NOBLOCK)
@@ -496,8 +555,9 @@ class ZmqTransport:
         if len(header) < len(MAGIC) + 1 or header[: len(MAGIC)] != MAGIC:
             return self._reject("magic", ident, f"header {header[:16]!r} does not start with {MAGIC!r}")
         version = header[len(MAGIC)]
-        if version != PROTOCOL_VERSION:
-            return self._reject("version", ident, f"protocol version {version}, we speak {PROTOCOL_VERSION}")
+        if not self.versions[0] <= version <= self.versions[1]:
+            low, high = self.versions
+            return self._reject("version", ident, f"protocol version {version}, we speak {low}..{high}")
         if header[len(MAGIC) + 1 :] != self.cluster:
             return self._reject(
                 "cluster", ident, f"cluster {header[len(MAGIC) + 1 :][:64]!r}, we are {self.cluster!r}"

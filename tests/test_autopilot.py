@@ -1,0 +1,73 @@
+"""The autopilot's decisions, table by table: one change at a time, never one that loses the quorum."""
+
+from __future__ import annotations
+
+import pytest
+
+from embedzk.consensus.types import ConfChange, ConfChangeType
+from embedzk.membership.autopilot import AutopilotPolicy, MemberView, next_change
+
+SEEDS = AutopilotPolicy(voters=3, member_timeout=30.0, stabilization=5.0, max_lag=100)
+STATIC = AutopilotPolicy(voters=None, member_timeout=None, stabilization=1.0, max_lag=100)
+
+
+def up(key: str, voter: bool = True, lag: int = 0, stable: float = 60.0, **kw: bool) -> MemberView:
+    return MemberView(key, voter, True, 0.0, stable, lag, **kw)
+
+
+def down(key: str, voter: bool = True, for_: float = 60.0, **kw: bool) -> MemberView:
+    return MemberView(key, voter, False, for_, 0.0, 0, **kw)
+
+
+P, R, L = ConfChangeType.PROMOTE, ConfChangeType.REMOVE, ConfChangeType.ADD_LEARNER
+
+
+@pytest.mark.parametrize(
+    "members, policy, expected",
+    [
+        # Steady state: nothing to do.
+        ([up("a"), up("b"), up("c")], SEEDS, None),
+        ([up("a"), up("b"), up("c"), up("d", voter=False)], SEEDS, None),
+        # Too few voters: promote the best ready learner (caught up, stable), never one behind or just arrived.
+        ([up("a"), up("d", voter=False)], SEEDS, (P, "d")),
+        ([up("a"), up("d", voter=False, lag=5000)], SEEDS, None),
+        ([up("a"), up("d", voter=False, stable=1.0)], SEEDS, None),
+        ([up("a"), up("d", voter=False, lag=50), up("e", voter=False, lag=0)], SEEDS, (P, "e")),
+        # A voter dead past the timeout: a ready learner takes its seat first ...
+        ([up("a"), up("b"), down("c"), up("d", voter=False)], SEEDS, (P, "d")),
+        # ... then it goes (the voters are over the target, the dead one is removed before any demotion).
+        ([up("a"), up("b"), down("c"), up("d")], SEEDS, (R, "c")),
+        # No learner ready: removed all the same.
+        ([up("a"), up("b"), down("c")], SEEDS, (R, "c")),
+        # Not yet past the timeout: kept (its seat waits for its return).
+        ([up("a"), up("b"), down("c", for_=10.0), up("d", voter=False)], SEEDS, None),
+        # A dead learner is removed.
+        ([up("a"), up("b"), up("c"), down("d", voter=False)], SEEDS, (R, "d")),
+        # Too many voters: the least fit (not the leader) becomes a learner.
+        ([up("a"), up("b"), up("c"), up("d"), up("e", lag=7)], SEEDS, (L, "e")),
+        # Leaving: the seat is handed over first, then the member goes.
+        ([up("a"), up("b"), up("c", leaving=True), up("d", voter=False)], SEEDS, (P, "d")),
+        ([up("a"), up("b"), up("c", leaving=True), up("d")], SEEDS, (R, "c")),
+        ([up("a"), up("b"), up("d", voter=False, leaving=True)], SEEDS, (R, "d")),
+        # Never a change that leaves fewer than a majority of the voters reachable.
+        ([up("a"), down("b"), down("c"), up("d", voter=False, stable=1.0)], SEEDS, None),
+        # Too many voters, one of them away: it is the one demoted.
+        ([up("a"), up("b"), down("c", for_=5.0), up("d"), up("e")], SEEDS, (L, "c")),
+        # Static clusters: configured voters are promoted once ready; nobody is removed for being away.
+        ([up("a"), up("b"), up("c", voter=False, wants_vote=True)], STATIC, (P, "c")),
+        ([up("a"), up("b"), up("o", voter=False)], STATIC, None),
+        ([up("a"), up("b"), down("c", for_=3600.0)], STATIC, None),
+    ],
+)
+def test_next_change(members: list[MemberView], policy: AutopilotPolicy, expected: tuple[ConfChangeType, str] | None) -> None:
+    change = next_change("a", members, policy)
+    assert (None if change is None else (change.type, change.node_id)) == expected
+
+
+def test_no_demotion_when_every_choice_would_lose_the_quorum() -> None:
+    # Five voters, three away (within the timeout): demoting any of them leaves 2 of 4 reachable, demoting b
+    # leaves 1 of 4.
+    members = [up("a"), up("b"), down("c", for_=5.0), down("d", for_=5.0), down("e", for_=5.0)]
+    assert next_change("a", members, SEEDS) is None
+    # With one more reachable voter, the away one goes first.
+    assert next_change("a", [*members, up("f")], SEEDS) == ConfChange(L, "c")
