@@ -88,17 +88,21 @@ def emit(obj: dict[str, Any]) -> None:
 def start_peer(config: dict[str, Any], start_timeout: float, **options: Any) -> Peer:
     """The Peer the config describes, started; announce it, or report the refusal and exit with START_FAILED.
 
-    ``config`` has ``id``, ``bind``, ``peers`` and optionally ``data_dir`` and ``start_timeout``; each keyword of
+    ``config`` has ``id``, ``bind``, ``peers`` (or ``seeds``, with ``voters`` and ``member_timeout``) and optionally
+    ``data_dir``, ``start_timeout``, ``tick_interval`` and ``protocol_version``; each keyword of
     ``options`` names a further argument of Peer, taken from the config, with the keyword's value as its default.
     """
     from embedzk import Peer
     from embedzk.errors import EmbedZKError
 
+    membership = {name: config[name] for name in ("seeds", "voters", "member_timeout", "tick_interval",
+                                                   "protocol_version") if name in config}
     peer = Peer(
         config["id"],
         bind=config["bind"],
-        peers=config["peers"],
+        peers=config.get("peers"),
         data_dir=config.get("data_dir"),
+        **membership,
         **{name: config.get(name, default) for name, default in options.items()},
     )
     try:
