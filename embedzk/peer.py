@@ -126,10 +126,11 @@ class Peer(PeerRecipes):
         protocol_version: int | None = None,
     ) -> None:
         peers = _peer_map(peers)
-        _check_config(id, bind, peers, observer, session_timeout, tick_interval, election_tick, request_timeout)
+        _check_id(id, "peer id")
         seed_list = _check_membership_config(
-            bind, peers, seeds, observer, voters, member_timeout, tick_interval * election_tick, protocol_version
+            bind, peers, seeds, observer, voters, member_timeout, tick_interval, election_tick, protocol_version
         )
+        _check_config(id, bind, peers, observer, session_timeout, tick_interval, election_tick, request_timeout)
         self.id = id
         #: The seed addresses (None: a static membership, ``peers``).
         self.seeds = seed_list
@@ -1269,10 +1270,16 @@ def _check_membership_config(
     observer: bool,
     voters: Any,
     member_timeout: Any,
-    election_timeout: float,
+    tick_interval: Any,
+    election_tick: Any,
     protocol_version: Any,
 ) -> list[str] | None:
     """Raise ConfigurationError naming what is wrong with the membership settings; return the seed list."""
+    election_timeout = (
+        tick_interval * election_tick
+        if isinstance(tick_interval, (int, float)) and isinstance(election_tick, int)
+        else 0.0
+    )
     if protocol_version is not None:
         if isinstance(protocol_version, bool) or not isinstance(protocol_version, int):
             raise ConfigurationError(f"protocol_version must be an int, got {protocol_version!r}")

@@ -181,13 +181,15 @@ class LeaveRequest:
 @dataclass(frozen=True, slots=True)
 class MemberChange:
     """An application's add_member/remove_member, forwarded to the leader. ``kind`` is "add" or "remove";
-    ``request`` numbers it so that the answer finds its caller."""
+    ``request`` numbers it so that the answer finds its caller; ``key`` is the member a removal is for (the one
+    that had the id when it was asked: a peer that then joins again under the id is another member)."""
 
     request: int
     kind: str
     peer_id: str
     address: str = ""
     voter: bool = False
+    key: str = ""
 
 
 @message(87)

@@ -130,6 +130,7 @@ class _Job:
     peer_id: str
     address: str
     voter: bool
+    key: str
     deadline: float
 
 
@@ -141,6 +142,8 @@ class _Asked:
     deadline: float
     sent_at: float = -1.0
     sent_to: str | None = None
+    #: The leader made the change; the caller is answered once this replica has applied it too.
+    made: bool = False
 
 
 class Membership:
@@ -626,15 +629,23 @@ class Membership:
 
     # --- add_member / remove_member -------------------------------------------------------------------------------
 
-    def ask(self, request: int, kind: str, peer_id: str, address: str, voter: bool, timeout: float) -> None:
+    def ask(
+        self, request: int, kind: str, peer_id: str, address: str, voter: bool, key: str, timeout: float
+    ) -> None:
         """The application asks for a member change; its Completion (``request``) comes when the leader is done."""
-        self._asked[request] = _Asked(MemberChange(request, kind, peer_id, address, voter), self._replica.now + timeout)
+        change = MemberChange(request, kind, peer_id, address, voter, key)
+        self._asked[request] = _Asked(change, self._replica.now + timeout)
         self._retry_asked(self._replica.now)
 
     def _retry_asked(self, now: float) -> None:
         replica = self._replica
         election = replica.config.tick_interval * replica.config.election_tick
         for request, asked in list(self._asked.items()):
+            if asked.made:
+                if self._applied_here(asked.change):
+                    del self._asked[request]
+                    replica.complete_member_change(request, None)
+                    continue
             if now >= asked.deadline:
                 del self._asked[request]
                 replica.complete_member_change(
@@ -642,7 +653,7 @@ class Membership:
                 )
                 continue
             lead = replica.lead
-            if lead is None:
+            if lead is None or asked.made:
                 continue
             if asked.sent_to == lead and now - asked.sent_at < election:
                 continue
@@ -661,8 +672,11 @@ class Membership:
         if job_key in self._jobs:
             return
         election = replica.config.tick_interval * replica.config.election_tick
+        key = change.key
+        if change.kind == "remove" and not key:
+            key = next((k for k in replica.node.status().log_conf_state.members() if user_id(k) == change.peer_id), "")
         self._jobs[job_key] = _Job(
-            origin, change.request, change.kind, change.peer_id, change.address, change.voter,
+            origin, change.request, change.kind, change.peer_id, change.address, change.voter, key,
             replica.now + max(30.0, 20 * election),
         )
         self._run_jobs(replica.now)
@@ -677,16 +691,15 @@ class Membership:
         if invite:
             self._last_invite = now
         for job_key, job in list(self._jobs.items()):
-            keys = [k for k in conf.members() if user_id(k) == job.peer_id]
             error: str | None = None
             done = False
             if now >= job.deadline:
                 error = f"{job.kind} {job.peer_id!r} did not complete in time"
             elif job.kind == "remove":
-                if not keys and not any(user_id(k) == job.peer_id for k in applied.members()):
+                if job.key not in conf.members() and job.key not in applied.members():
                     done = True
-                elif keys:
-                    self._propose(ConfChange(ConfChangeType.REMOVE, keys[0]))
+                elif job.key in conf.members():
+                    self._propose(ConfChange(ConfChangeType.REMOVE, job.key))
             else:
                 added = [k for k in applied.members() if user_id(k) == job.peer_id]
                 if added:
@@ -709,8 +722,19 @@ class Membership:
         if not result.done:
             asked.sent_to = None  # not the leader any more: ask the next one
             return
-        del self._asked[result.request]
-        self._replica.complete_member_change(result.request, result.error or None)
+        if result.error:
+            del self._asked[result.request]
+            self._replica.complete_member_change(result.request, result.error)
+            return
+        asked.made = True  # answered once applied here too, so that the caller reads its own change
+        self._retry_asked(self._replica.now)
+
+    def _applied_here(self, change: MemberChange) -> bool:
+        conf = self._replica.conf_state()
+        if change.kind == "remove":
+            return change.key not in conf.members()
+        keys = [key for key in conf.members() if user_id(key) == change.peer_id]
+        return bool(keys) and (not change.voter or keys[0] in conf.voters)
 
     # --- the members, as this replica sees them -----------------------------------------------------------------
 
@@ -718,12 +742,11 @@ class Membership:
         """Every member with what this replica knows of it."""
         replica = self._replica
         now = replica.now
-        status = replica.node.status()
-        conf = status.log_conf_state
         lead = replica.lead
         views = {v.key: v for v in self._views(now)} if replica.is_leader else {}
         fresh = self._status if self._status is not None and now - self._status_at <= 3 * PRESENCE_INTERVAL else None
         out = []
+        conf = replica.conf_state()  # as applied: what the log has settled (and where each member is)
         for key in conf.members():
             reachable: bool | None
             lag: int | None

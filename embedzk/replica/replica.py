@@ -728,7 +728,8 @@ class Replica:
             return Completion(request_id, error=BadArgumentsError(f"{peer_id!r} is not a member (members: {known})"))
         if kind == "add" and present and not voter:
             return Completion(request_id, error=BadArgumentsError(f"{peer_id!r} is a member already"))
-        self.membership.ask(request_id, kind, peer_id, address, voter, timeout)
+        key = present[0] if kind == "remove" else ""
+        self.membership.ask(request_id, kind, peer_id, address, voter, key, timeout)
         return None
 
     def complete_member_change(self, request_id: int, error: str | None) -> None:

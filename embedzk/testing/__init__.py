@@ -1,7 +1,8 @@
 """Testing tools: the deterministic simulator, the linearizability checker, and LocalCluster for users' tests.
 
 ``from embedzk.testing import LocalCluster`` runs a whole cluster inside one process (see
-:mod:`embedzk.testing.cluster`); ``free_ports(n)`` gives loopback ports for peers in several processes;
+:mod:`embedzk.testing.cluster`); ``free_ports(n)`` gives loopback ports for peers in several processes; ``wait_until(predicate)`` waits for a
+replicated change to show;
 :mod:`embedzk.testing.simulator` and :mod:`embedzk.testing.linearizability` are
 what the project's own seeded simulations use.
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 from embedzk.testing.ports import free_ports
 
-__all__ = ["LocalCluster", "free_ports"]
+__all__ = ["LocalCluster", "free_ports", "wait_until"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from embedzk.testing.cluster import LocalCluster
 
         return LocalCluster
+    if name == "wait_until":
+        from embedzk.testing.cluster import wait_until
+
+        return wait_until
     raise AttributeError(f"module 'embedzk.testing' has no attribute {name!r}")

@@ -194,6 +194,10 @@ class ZmqTransport:
         self._heartbeat_ms = None if heartbeat is None else max(1, round(heartbeat * 1000))
         self._context = context if context is not None else zmq.Context.instance()
         self._header = frame_header(self.cluster, self._version)
+        # Frames sent to an address (a peer not known as a member: a seed, a founder, a joiner) are written in the
+        # oldest version we speak, which every peer that might answer there speaks: a joiner too old for the
+        # cluster must still read the refusal that says so.
+        self._header_oldest = frame_header(self.cluster, versions[0])
 
         # Peer id -> endpoint (set_peers), and one DEALER per endpoint.
         self._addresses: dict[str, str] = {}
@@ -397,12 +401,14 @@ class ZmqTransport:
         is unknown, not connected or at its high-water mark (``blocked``), the frame is too large, or we are
         closed. ``frame`` must not be modified afterwards (large frames are sent without a copy)."""
         endpoint = self._addresses.get(to)
+        header = self._header
         if endpoint is None:
             if self._closed:
                 return self._drop("closed")
             endpoint = self._endpoint_for(to)
             if endpoint is None:
                 return self._drop("unknown_peer")
+            header = self._header_oldest
         dealer = self._dealers.get(endpoint)
         if dealer is None:
             return self._drop("closed" if self._closed else "not_connected")
@@ -417,13 +423,13 @@ class ZmqTransport:
             # Two sends rather than send_multipart, with int flags: this is the hot path, and pyzmq's enum flags
             # and generic loop cost more than the system call. ZeroMQ accepts or refuses a multipart message as a
             # whole at its first part, so the second send cannot fail with Again. Large payloads go without a copy.
-            dealer.send(self._header, _SNDMORE_NOBLOCK)
+            dealer.send(header, _SNDMORE_NOBLOCK)
             dealer.send(frame, _NOBLOCK, copy=size < _COPY_THRESHOLD)
         except zmq.Again:
             # Not connected (IMMEDIATE) or queue full: ZeroMQ does not say which, and the cure is the same, except
             # for an inproc peer bound again since we connected, which ZeroMQ will never reconnect us to.
             if endpoint in self._inproc_generations:
-                return self._send_rebound(to, endpoint, frame, size)
+                return self._send_rebound(to, endpoint, header, frame, size)
             return self._drop("blocked")
         except zmq.ZMQError as exc:
             self._log.warning("send_error", "transport %s: sending to %s failed: %s", self.id, to, exc)
@@ -431,7 +437,7 @@ class ZmqTransport:
         self._stats.sent(size)
         return True
 
-    def _send_rebound(self, to: str, endpoint: str, frame: bytes, size: int) -> bool:
+    def _send_rebound(self, to: str, endpoint: str, header: bytes, frame: bytes, size: int) -> bool:
         """send() after an inproc:// peer refused a frame: if its address was bound again since our DEALER
         connected, connect a new DEALER and send once more on it; otherwise drop the frame as ``blocked``."""
         dealer = self._dealers[endpoint]
@@ -449,7 +455,7 @@ class ZmqTransport:
         self._dealers[endpoint] = dealer
         log.debug("transport %s: %s at %s was bound again: connected anew", self.id, to, endpoint)
         try:
-            dealer.send(self._header, _SNDMORE_NOBLOCK)
+            dealer.send(header, _SNDMORE_NOBLOCK)
             dealer.send(frame, _NOBLOCK, copy=size < _COPY_THRESHOLD)
         except zmq.Again:
             return self._drop("blocked")
