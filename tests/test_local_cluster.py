@@ -77,10 +77,24 @@ def test_a_memory_only_member_comes_back_empty_and_catches_up() -> None:
     with LocalCluster(n=3) as c:
         for i in range(20):
             c["p0"].create(f"/n{i}")
+        old_key = c["p1"].stats()["member_key"]
         c.stop_member("p1", close_session=False)
-        p1 = c.restart_member("p1")
+        p1 = c.restart_member("p1", wipe=True)
+        # Empty, it is a new member: the old one (which voted with a log this one lacks) was replaced.
+        new_key = p1.stats()["member_key"]
+        assert new_key != old_key
         p1.sync()
         assert len(p1.get_children("/")) == 20
+        members = c["p0"].members()
+        assert members["p1"].key == new_key and members["p1"].voter
+        assert old_key not in {m.key for m in members.values()}
+
+
+def test_a_member_restarted_on_its_disk_keeps_its_key() -> None:
+    with LocalCluster(n=3) as c:
+        key = c["p1"].stats()["member_key"]
+        c.stop_member("p1", close_session=False)
+        assert c.restart_member("p1").stats()["member_key"] == key
 
 
 def test_stopping_the_leader_elects_another_and_signals_it() -> None:
