@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 WatchFn = Callable[[WatchedEvent], Any]
 
 
+#: Seconds the first static voters to start wait for the other configured voters before founding without them.
+STATIC_FOUNDING_GRACE = 3.0
+
+
 class _SignalTarget:
     """A persistent watch's registry entry: fires its blinker signal."""
 
@@ -440,6 +444,9 @@ class Peer(PeerRecipes):
             wants_vote=not self.observer,
             min_version=low,
             max_version=high,
+            # Static voters are usually started together and expected to vote from the start: a majority waits a
+            # few seconds for the rest before founding without them.
+            founding_grace=STATIC_FOUNDING_GRACE,
         )
 
     def _check_stored_membership(self, replica: Replica) -> None:

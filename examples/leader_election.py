@@ -146,8 +146,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="embedzk-election-") as data_root:
         workers = {pid: Worker(pid, addresses, data_root, events) for pid in addresses}
         try:
-            first = next_event(events, deadline, leader=True)
-            old = first["worker"]
+            started: set[str] = set()
+            old = ""
+            while len(started) < len(workers) or not old:  # start() returns once a worker votes
+                event = next_event(events, deadline)
+                if event.get("started"):
+                    started.add(event["worker"])
+                if event.get("leader") is True:
+                    old = event["worker"]
+                elif event.get("leader") is False and event["worker"] == old:
+                    old = ""
             print(f"{old} (pid {workers[old].proc.pid}) is the leader and does the leader work")
             work = next_event(events, deadline, worker=old, work=lambda n: n is not None and n >= 5)
             print(f"{old} has done the work {work['work']} times; SIGKILL {old} (pid {workers[old].proc.pid})")

@@ -59,7 +59,9 @@ class Founding:
     """One founder's part in founding a cluster: acceptor always, proposer when its delay runs out.
 
     ``founders`` are the founders' addresses (this one's ``address`` among them); ``retry_ticks`` is the base
-    delay between proposals (randomized up to twice that).
+    delay between proposals (randomized up to twice that); ``grace_ticks`` how long a proposer that has a
+    majority of promises waits for the other founders (founders started together should all be first voters: a
+    cluster founded by a bare majority cannot lose one of them until the others have joined and been promoted).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Founding:
         record: MemberRecord,
         rng: random.Random,
         retry_ticks: int,
+        grace_ticks: int | None = None,
     ) -> None:
         if address not in founders:
             raise ValueError(f"{address} is not among the founders {founders}")
@@ -79,6 +82,7 @@ class Founding:
         self.record = record
         self._rng = rng
         self._retry_ticks = max(1, retry_ticks)
+        self._grace_ticks = max(1, retry_ticks // 2 if grace_ticks is None else grace_ticks)
         #: The decided value once known.
         self.decided: FoundingValue | None = record.accepted if record.cluster_uuid else None
         #: Why founding cannot go on (another founder is configured with another list), or None.
@@ -244,7 +248,7 @@ class Founding:
             return
         if len(self._promises) < len(self.founders) and not any(p.accepted for p in self._promises.values()):
             if self._grace is None:
-                self._grace = max(1, self._retry_ticks // 2)
+                self._grace = self._grace_ticks
             return
         self._begin_accept()
 

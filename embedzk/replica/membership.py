@@ -104,6 +104,8 @@ class MembershipConfig:
     member_timeout: float | None = None
     min_version: int = PROTOCOL_MIN
     max_version: int = PROTOCOL_MAX
+    #: Seconds a founder with a majority of the founders' promises waits for the rest before founding without them.
+    founding_grace: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,7 @@ class Membership:
                 record,
                 self._rng,
                 retry_ticks=self._replica.config.election_tick,
+                grace_ticks=max(1, round(self.config.founding_grace / self._replica.config.tick_interval)),
             )
             return Phase.FOUNDING
         if decided is not None:
