@@ -530,9 +530,9 @@ class Peer(PeerRecipes):
     def _on_removed(self, reason: str) -> None:
         # Runs on the loop thread. The replica reports LOST itself; a peer of an elastic cluster then joins again as
         # a new member, on a fresh disk (its old one holds nothing the cluster lacks), from a thread of its own.
-        log.warning("peer %s: %s", self.id, reason)
         if self.seeds is None or self._stopped or self._leaving:
             return
+        log.warning("peer %s: %s", self.id, reason)
         threading.Thread(target=self._rejoin, name=f"embedzk-{self.id}-rejoin", daemon=True).start()
 
     def _rejoin(self) -> None:

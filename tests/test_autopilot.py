@@ -32,6 +32,8 @@ P, R, L = ConfChangeType.PROMOTE, ConfChangeType.REMOVE, ConfChangeType.ADD_LEAR
         ([up("a"), up("d", voter=False)], SEEDS, (P, "d")),
         ([up("a"), up("d", voter=False, lag=5000)], SEEDS, None),
         ([up("a"), up("d", voter=False, stable=1.0)], SEEDS, None),
+        # ... unless it wants a vote (a voter's replacement on a fresh disk): then caught up is enough.
+        ([up("a"), up("d", voter=False, stable=1.0, wants_vote=True)], SEEDS, (P, "d")),
         ([up("a"), up("d", voter=False, lag=50), up("e", voter=False, lag=0)], SEEDS, (P, "e")),
         # A voter dead past the timeout: a ready learner takes its seat first ...
         ([up("a"), up("b"), down("c"), up("d", voter=False)], SEEDS, (P, "d")),

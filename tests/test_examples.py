@@ -9,7 +9,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = ["shared_config.py", "leader_election.py", "group_membership.py", "distributed_lock.py"]
+EXAMPLES = ["shared_config.py", "leader_election.py", "group_membership.py", "distributed_lock.py", "rolling_fleet.py"]
 
 
 @pytest.mark.timeout(120)

@@ -13,7 +13,9 @@ changes, thesis 4.1), and asks :func:`next_change` again once it is applied:
 
 A learner is *ready* when it is reachable, within ``max_lag`` entries of the leader's commit index, and has been
 reachable without a break for ``stabilization`` seconds, so that a member coming and going around the timeout
-never flaps between voter and learner. No change is ever made that would leave fewer than a majority of the
+never flaps between voter and learner. A learner that wants a vote (a static member, or a voter's replacement: the
+same id back on a fresh disk) is ready once caught up, without the wait: a rolling restart of voters on fresh disks
+must not find the previous one still waiting to be promoted. No change is ever made that would leave fewer than a majority of the
 voters reachable.
 
 Static clusters (``peers=``) have no target: their voters are the members configured to vote
@@ -110,7 +112,8 @@ def next_change(leader: str, members: Sequence[MemberView], policy: AutopilotPol
 
 
 def _ready(m: MemberView, policy: AutopilotPolicy) -> bool:
-    return m.reachable and not m.leaving and m.lag <= policy.max_lag and m.stable_for >= policy.stabilization
+    stable = m.wants_vote or m.stable_for >= policy.stabilization
+    return m.reachable and not m.leaving and m.lag <= policy.max_lag and stable
 
 
 def _promote(m: MemberView) -> ConfChange:

@@ -251,7 +251,7 @@ class Membership:
             return
         self.phase = Phase.REMOVED
         self.removed_reason = reason
-        log.warning("%s: removed from the cluster: %s", self.key, reason)
+        log.log(logging.INFO if self.leaving else logging.WARNING, "%s: %s", self.key, reason)
 
     # --- record persistence (the driver) ------------------------------------------------------------------------
 
@@ -502,10 +502,13 @@ class Membership:
             if lead != self.key:
                 replica.send(lead, presence)
             return
-        # No leader known: maybe nobody knows where we are now. Tell everyone.
+        # No leader known: maybe nobody knows where we are now (every member came back at a new address, say).
+        # Tell every member where the log says it is, and the seeds, which are meant to be stable names.
         for key in replica.node.status().log_conf_state.members():
             if key != self.key:
                 replica.send(key, presence)
+        for contact in self.contacts:
+            replica.send(contact, presence)
 
     def _on_presence(self, frm: str, msg: Presence) -> None:
         replica = self._replica
