@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from embedzk import ConfigurationError, KeeperState, Peer
+from embedzk import ConfigurationError, KeeperState, OperationTimeoutError, Peer
 from embedzk.errors import BadArgumentsError
 from embedzk.testing import wait_until
 
@@ -286,3 +286,42 @@ def test_a_peer_too_old_for_the_cluster_is_refused_naming_both_versions(fleet: _
     with pytest.raises(ConfigurationError, match="too old for the cluster: it speaks protocol versions 2..2, the "
                                                   "cluster runs version 3"):
         fleet.start("w1", protocol_version=2, timeout=10)
+
+
+def test_founders_given_different_seed_lists_refuse_to_found_two_clusters() -> None:
+    tag = uuid.uuid4().hex[:8]
+    a, b, c = (f"inproc://mismatch-{tag}-{x}" for x in "abc")
+    first = Peer("a", bind=a, seeds=[a, b], cluster=tag, **FAST)
+    second = Peer("b", bind=b, seeds=[a, b, c], cluster=tag, **FAST)
+    errors: list[BaseException] = []
+
+    def run(peer: Peer) -> None:
+        try:
+            peer.start(5)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors and all(isinstance(e, (ConfigurationError, OperationTimeoutError)) for e in errors)
+        refusals = [str(e) for e in errors if isinstance(e, ConfigurationError)]
+        assert refusals and all("founders differ" in r and a in r and c in r for r in refusals)
+    finally:
+        first.stop(close_session=False)
+        second.stop(close_session=False)
+
+
+def test_a_static_member_removed_is_lost_and_says_why() -> None:
+    from embedzk.testing import LocalCluster
+
+    with LocalCluster(n=3, **FAST) as cluster:
+        p2 = cluster["p2"]
+        cluster["p0"].remove_member("p2")
+        wait_until(lambda: p2.state is KeeperState.LOST, 10, what="p2 lost")
+        assert "was removed from the cluster" in (p2.stats()["removed"] or "")
+        assert sorted(cluster["p0"].members()) == ["p0", "p1"]
+        cluster["p1"].create("/two-voters", b"")  # the two left make the majority
