@@ -24,6 +24,7 @@ def check_calls(calls: Sequence[Any], write_zxids: Mapping[tuple[str, int], int]
     ``calls`` are the simulator's call records (with ``request`` = (node id, request id) for writes);
     ``write_zxids`` maps such a request to the log index it committed at, read from the final log, so that
     writes whose outcome the client never learnt still take their place in the order of writes.
+    Unlike :func:`embedzk.testing.logcheck.check_history`, the verdict trusts no zxid (they only guide the search).
     """
     ops = []
     for call in calls:

@@ -1,11 +1,21 @@
 """The deterministic simulator: a whole cluster in one thread, on a virtual clock, driven by one seed.
 
 Each simulated node is a real :class:`~embedzk.replica.Replica` (so the real consensus core and the real tree)
-over a :class:`~embedzk.persist.MemoryStorage` that plays its disk. The network (:mod:`embedzk.testing.network`)
-delays, reorders, drops and duplicates messages and partitions nodes; nodes crash, losing whatever they had not
-yet written to their disk, and restart from it; members are added, promoted and removed while all this goes on.
-Simulated clients issue creates, sets with versions, gets, deletes, syncs and multis against random nodes and
-record a history, which is checked for linearizability at the end, beside the safety properties of Raft.
+over a :class:`~embedzk.testing.simdisk.SimDisk`, a memory disk that loses what was not synced when its machine
+crashes. The network (:mod:`embedzk.testing.network`) delays, reorders, drops, duplicates, replays and corrupts
+messages and partitions nodes. Nodes crash (before, during or after a write), restart, pause (a process frozen
+longer than an election timeout), and run on clocks that drift and jump; members are added, promoted and removed
+(the leader too), and leadership is handed over, while all this goes on; newly elected leaders are struck down at
+once now and then, which is what turns a commit rule broken for an older term into lost data (Raft's Figure 8).
+
+Simulated clients (:mod:`embedzk.testing.workload`) create, set, delete, read (plain and after ``sync()``) and
+multi on flat keys, and work a small tree with nested paths, sequential and ephemeral nodes and watches. Checked
+as the run goes (:mod:`embedzk.testing.invariants`): election safety, one vote per term, durable votes and
+acknowledgments, no acknowledged or committed entry dropped, state machine safety, digest agreement, one
+membership change at a time, session expiry against its timeout. Checked at the end: every member converged; the
+history is linearizable (:mod:`embedzk.testing.linearizability` on the flat keys, and against the committed log on
+everything, :mod:`embedzk.testing.logcheck`); watches fired as the committed history says
+(:mod:`embedzk.testing.watchcheck`); every path read back on every member matches the log's replay.
 
 Every random choice comes from ``random.Random(seed)``, so a failing run is replayed exactly by its seed:
 ``python -m embedzk.testing.simulate --seed N``.
@@ -18,11 +28,13 @@ import functools
 import heapq
 import logging
 import random
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from embedzk.codec import decode
+from embedzk.consensus.messages import Message
 from embedzk.consensus.types import ConfChange, ConfChangeType, ConfState
 from embedzk.errors import (
     ConnectionLossError,
@@ -31,16 +43,21 @@ from embedzk.errors import (
     OperationTimeoutError,
     PeerStoppedError,
 )
-from embedzk.persist.memory import MemoryStorage
 from embedzk.replica import Completion, Replica, ReplicaConfig
-from embedzk.replica.messages import Command, pack
+from embedzk.replica.messages import pack
+from embedzk.testing.invariants import Invariants
 from embedzk.testing.network import NetworkProfile, SimNetwork
-from embedzk.tree.txn import CheckOp, CreateOp, DeleteOp, MultiOp, SetDataOp
+from embedzk.testing.simdisk import SimDisk
+from embedzk.testing.watchcheck import NodeWatches, WatchBook
+from embedzk.testing.workload import FLAT_KINDS, SYNCED_READS, Workload, result_of, to_op
+from embedzk.tree.watches import WatchKind
 
 log = logging.getLogger(__name__)
 
 #: How many virtual seconds one tick is (the nodes' tick interval in the simulation).
 TICK = 0.01
+#: The nodes' election timeout in ticks (so 0.1 s, randomized up to 0.2 s).
+ELECTION_TICK = 10
 
 
 class SimulationFailure(AssertionError):
@@ -48,9 +65,19 @@ class SimulationFailure(AssertionError):
 
 
 #: Named variations of the seeds' own runs, for sweeps that stress one kind of fault:
-#: ``crash-heavy``: faults almost three times as often, crashes only (no partitions to dilute them).
+#: ``crash-heavy``: faults almost three times as often, crashes (and the stale messages that greet a restarted
+#: node) only, no partitions, pauses or clock faults to dilute them; new leaders struck down half the time.
 PROFILES: dict[str, dict[str, Any]] = {
-    "crash-heavy": {"fault_interval": 0.15, "crashes": True, "partitions": False},
+    "crash-heavy": {
+        "fault_interval": 0.15,
+        "crashes": True,
+        "partitions": False,
+        "pauses": False,
+        "clocks": False,
+        "transfers": False,
+        "replays": True,
+        "strike_rate": 0.5,
+    },
 }
 
 
@@ -70,12 +97,32 @@ class SimConfig:
     crashes: bool = True
     partitions: bool = True
     membership: bool = False
+    #: Processes frozen for a while (then resumed with their messages queued up and their clock gone on).
+    pauses: bool = False
+    #: Clocks that drift (a process ticking slow or fast) and jump (monotonic forward, wall both ways).
+    clocks: bool = False
+    #: Leadership handed to another voter now and then.
+    transfers: bool = False
+    #: The last message of a random kind delivered again now and then (a snapshot chunk, a vote, an append ...
+    #: from another era).
+    replays: bool = False
+    #: Probability that a leader is crashed or cut off within moments of its election.
+    strike_rate: float = 0.0
     #: Virtual seconds between two faults, on average.
     fault_interval: float = 0.4
     snapshot_entries: int = 40
     keep_entries: int = 5
+    #: Bytes of entries in one append message: small values split a catch-up into many round trips.
+    max_size_per_msg: int = 4096
+    max_inflight_msgs: int = 8
+    #: Extra delay of every message to or from one node chosen at random (0: none): the others agree first and it
+    #: hears last, which leaves logs of different lengths behind a crash.
+    slow_node: float = 0.0
     session_timeout: float = 1.0
     request_timeout: float = 1.0
+    #: Whether the leaders' time stamps must never go back in the log across a change of leader either (see
+    #: :mod:`embedzk.testing.logcheck`); within one leader's term they always must.
+    strict_time: bool = False
     #: The named profile this run was derived with (see :data:`PROFILES`); "" for the seed's own.
     profile: str = ""
 
@@ -100,6 +147,10 @@ class SimConfig:
             drop_rate=rng.choice((0.0, 0.01, 0.05)),
             duplicate_rate=rng.choice((0.0, 0.01, 0.05)),
             long_delay_rate=rng.choice((0.0, 0.02, 0.1)),
+            very_long_delay_rate=rng.choice((0.0, 0.005, 0.02)),
+            replay_rate=rng.choice((0.0, 0.01, 0.03)),
+            corrupt_rate=rng.choice((0.0, 0.0, 0.002, 0.01)),
+            hold_when_cut=rng.random() < 0.5,
         )
         return cls(
             seed=seed,
@@ -110,8 +161,16 @@ class SimConfig:
             network=profile,
             crashes=rng.random() < 0.8,
             partitions=rng.random() < 0.8,
-            membership=rng.random() < 0.3,
-            snapshot_entries=rng.choice((20, 40, 1000)),
+            membership=rng.random() < 0.4,
+            pauses=rng.random() < 0.3,
+            clocks=rng.random() < 0.3,
+            transfers=rng.random() < 0.3,
+            replays=rng.random() < 0.5,
+            strike_rate=rng.choice((0.0, 0.1, 0.3)),
+            snapshot_entries=rng.choice((10, 20, 40, 1000)),
+            max_size_per_msg=rng.choice((64, 64, 256, 4096)),
+            slow_node=rng.choice((0.0, 0.0, 0.01, 0.03)),
+            max_inflight_msgs=rng.choice((2, 8)),
         )
 
 
@@ -130,48 +189,111 @@ class Call:
     zxid: int | None = None
     #: For writes: (node id, request id), to find the entry that carried it in the final log.
     request: tuple[str, int] | None = None
+    #: For synced reads: the highest index any node knew committed when the call began (the sync must cover it).
+    floor: int = 0
+
+
+class SimClock:
+    """One machine's clocks: a monotonic one that may drift (tick slow or fast) and jump forward, and a wall clock
+    that is skewed and may step either way."""
+
+    def __init__(self, skew_ms: int) -> None:
+        self.rate = 1.0
+        self._anchor = 0.0
+        self._local = 0.0
+        self.wall_offset_ms = skew_ms
+
+    def monotonic(self, now: float) -> float:
+        """The machine's monotonic time at virtual time ``now``."""
+        return self._local + (now - self._anchor) * self.rate
+
+    def set_rate(self, now: float, rate: float) -> None:
+        """From ``now`` on, the clock runs ``rate`` times as fast as virtual time."""
+        self._local, self._anchor, self.rate = self.monotonic(now), now, rate
+
+    def jump(self, now: float, seconds: float) -> None:
+        """The monotonic clock leaps forward (a suspended machine waking up)."""
+        self._local, self._anchor = self.monotonic(now) + seconds, now
+
+    def wall_ms(self, now: float) -> int:
+        """The wall clock, in milliseconds since the epoch."""
+        return 1_700_000_000_000 + int(now * 1000) + self.wall_offset_ms
 
 
 class SimNode:
-    """One simulated peer: a replica over a memory disk. ``replica`` is None while the node is down."""
+    """One simulated peer: a replica over a simulated disk. ``replica`` is None while the node is down."""
 
-    def __init__(self, sim: Simulation, node_id: str, storage: MemoryStorage) -> None:
+    def __init__(self, sim: Simulation, node_id: str, disk: SimDisk) -> None:
         self.sim = sim
         self.id = node_id
-        self.disk = storage
+        self.disk = disk
+        disk.on_drop = self._dropping
         self.replica: Replica | None = None
         self.crash_mode: str | None = None
         self.incarnation = 0
         self.tick_phase = sim.rng.uniform(0, TICK)
-        self.clock_skew_ms = sim.rng.randint(-50, 50)
+        self.clock = SimClock(sim.rng.randint(-50, 50))
+        self.paused_until = 0.0
+        self._held: list[tuple[str, bytes, bool]] = []
+        self.watches: NodeWatches | None = None
+
+    @property
+    def name(self) -> str:
+        """``id#incarnation``: this run of the node's process."""
+        return f"{self.id}#{self.incarnation}"
 
     @property
     def up(self) -> bool:
-        """True while the node runs."""
+        """True while the node's process exists (running or paused)."""
         return self.replica is not None
+
+    @property
+    def available(self) -> bool:
+        """True while the node runs and is not paused: clients can talk to it."""
+        return self.replica is not None and self.sim.now >= self.paused_until
 
     def start(self) -> None:
         """Boot (or reboot) from whatever is on the disk."""
         config = ReplicaConfig(
             id=self.id,
             tick_interval=TICK,
-            election_tick=10,
+            election_tick=ELECTION_TICK,
             heartbeat_tick=1,
             session_timeout=self.sim.config.session_timeout,
             snapshot_entries=self.sim.config.snapshot_entries,
             keep_entries=self.sim.config.keep_entries,
-            max_size_per_msg=4096,
-            max_inflight_msgs=8,
+            max_size_per_msg=self.sim.config.max_size_per_msg,
+            max_inflight_msgs=self.sim.config.max_inflight_msgs,
         )
+        if self.incarnation:
+            self.sim.invariants.restarting(self.id, self.disk)
         self.incarnation += 1
         self.replica = Replica(config, self.disk, random.Random(self.sim.rng.random()))
         self.crash_mode = None
+        self.paused_until = 0.0
+        self.watches = self.sim.watch_book.start(self.name, self.replica.applied)
         self.pump()
 
     def crash(self) -> None:
-        """Stop at once: whatever was not yet on the disk is gone; messages in flight to it are lost."""
+        """The machine stops at once: what was not synced is lost; messages in flight to it are lost."""
         self.replica = None
+        self._held = []
+        self.watches = None
         self.sim.network.drop_all_to(self.id)
+        self.sim.invariants.crashed(self.id)
+        lost = self.disk.crash(self.sim.rng)
+        if lost:
+            self.sim.log_fault(f"{self.id} lost {lost} unsynced writes")
+
+    def _dropping(self, dropped: list[tuple[int, int]]) -> None:
+        replica = self.replica
+        leader = None
+        if replica is not None:
+            leader_id = self.sim.invariants.leaders.get(replica.term)
+            node = self.sim.nodes.get(leader_id) if leader_id is not None else None
+            if node is not None and node.replica is not None and node.replica.term == replica.term:
+                leader = node.replica
+        self.sim.invariants.dropping(self.id, replica, dropped, leader)
 
     def pump(self) -> None:
         """Drive the replica until it has nothing more to do: persist, then send, apply and answer."""
@@ -184,45 +306,116 @@ class SimNode:
             if self.crash_mode == "before_persist":
                 self.crash()
                 return
+            writes: list[Callable[[], None]] = []
+            record = rd.record
+            if record is not None:
+                writes.append(functools.partial(self.disk.save_member_record, record))
             if raft is not None:
-                sim.check_committed(self.id, raft.committed_entries)
+                if raft.entries and replica.is_leader:
+                    sim.invariants.proposed(self.id, replica, raft.entries)
+                sim.invariants.applying(self.id, raft.committed_entries)
                 if raft.snapshot is not None:
-                    self.disk.install_snapshot(raft.snapshot[0], raft.snapshot[1])
+                    sim.invariants.installing(self.id, replica, raft.snapshot[0])
+                    writes.append(functools.partial(self.disk.install_snapshot, *raft.snapshot))
                 if raft.entries or raft.hard_state is not None:
-                    self.disk.append(raft.entries, raft.hard_state)
-            if self.crash_mode == "after_persist":
+                    writes.append(
+                        functools.partial(self.disk.append, raft.entries, raft.hard_state, sync=raft.must_sync)
+                    )
+            if self.crash_mode == "torn" and writes:
+                # Power fails part-way through the Ready: each batch is atomic, the Ready is not.
+                for write in writes[: sim.rng.randrange(len(writes))]:
+                    write()
                 self.crash()
                 return
+            for write in writes:
+                write()
+            if self.crash_mode is not None:
+                self.crash()
+                return
+            before = replica.applied
             out = replica.advance(rd)
             if out.snapshot is not None:
                 self.disk.save_snapshot(*out.snapshot)
                 self.disk.compact(out.compact_to)
             self._send(out.messages)
-            sim.observe(self)
+            snapshot = raft.snapshot[0].index if raft is not None and raft.snapshot is not None else None
+            self._watch(snapshot, before, out.applied)
+            sim.invariants.stepped(self.id, replica)
+            if replica.is_leader:
+                sim.new_leader(self.id, replica.term)
             for completion in out.completions:
                 sim.complete(self, completion)
 
+    def _watch(self, snapshot: int | None, before: int, applied: list[tuple[int, Any]]) -> None:
+        # Feed the node's watches with what it applied, and the committed history of changes with what each
+        # index triggered (entries with no events are absent from ``applied``). ``snapshot``: the index of a
+        # snapshot installed in this step (the empty bootstrap one, at 0, replaces nothing).
+        replica = self.replica
+        watches = self.watches
+        assert replica is not None and watches is not None
+        start = before
+        if snapshot is not None and snapshot > 0:
+            watches.snapshot_installed()
+            start = snapshot
+        events = dict(applied)
+        book = self.sim.watch_book
+        for zxid in range(start + 1, replica.applied + 1):
+            found = events.get(zxid, ())
+            book.record(self.id, zxid, found)
+            if found:
+                watches.applied(zxid, found)
+        watches.advanced(replica.applied)
+
     def _send(self, messages: list[tuple[str, Any]]) -> None:
+        if not messages:
+            return
+        self.sim.invariants.sent(self.id, messages)
+        kinds: dict[str, set[str]] = {}
+        for to, msg in messages:
+            kinds.setdefault(to, set()).add(msg.type.name if isinstance(msg, Message) else type(msg).__name__)
+        network = self.sim.network
         for to, frame in pack(messages):
-            self.sim.network.send(self.sim.now, self.id, to, frame)
+            network.send(self.sim.now, self.id, to, frame)
+            for kind in kinds[to]:
+                network.remember(kind, self.id, to, frame)
 
     def tick(self) -> None:
         """One tick of the node's clock."""
-        if self.replica is None:
+        if self.replica is None or self.sim.now < self.paused_until:
             return
-        self.replica.tick(self.sim.now, int(self.sim.now * 1000) + 1_700_000_000_000 + self.clock_skew_ms)
+        now = self.sim.now
+        self.replica.tick(self.clock.monotonic(now), self.clock.wall_ms(now))
         self.pump()
 
-    def deliver(self, frm: str, data: bytes) -> None:
-        """A message arrives from ``frm``."""
+    def deliver(self, frm: str, data: bytes, corrupt: bool = False) -> None:
+        """A message arrives from ``frm`` (``corrupt``: damaged by the network; it must be refused cleanly)."""
         if self.replica is None or not data:
+            return
+        if self.sim.now < self.paused_until:
+            self._held.append((frm, data, corrupt))  # in the socket's buffer until the process runs again
             return
         try:
             msg = decode(data)
         except DecodeError as exc:
-            raise SimulationFailure(f"a message from {frm} to {self.id} did not decode: {exc}") from None
+            if corrupt:
+                self.sim.rejected += 1
+                return
+            self.sim.fail(f"a message from {frm} to {self.id} did not decode: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the codec's contract is DecodeError and nothing else
+            self.sim.fail(
+                f"decoding a {'corrupted' if corrupt else 'sound'} frame from {frm} raised {type(exc).__name__} "
+                f"instead of DecodeError: {exc}"
+            )
+        self.sim.invariants.delivered(self.id, self.replica, msg)
         self.replica.receive(frm, msg)
         self.pump()
+
+    def resume(self) -> None:
+        """A paused process runs again: what arrived meanwhile is read now."""
+        held, self._held = self._held, []
+        for frm, data, corrupt in held:
+            self.deliver(frm, data, corrupt)
+        self.tick()
 
 
 class Simulation:
@@ -233,24 +426,29 @@ class Simulation:
         self.rng = random.Random(config.seed)
         self.now = 0.0
         self.network = SimNetwork(self.rng, config.network)
+        self.invariants = Invariants(self.fail)
+        self.watch_book = WatchBook(self.fail)
+        self.workload = Workload(self.rng, config.keys)
         voters = tuple(f"n{i}" for i in range(config.voters))
         learners = tuple(f"l{i}" for i in range(config.learners))
         conf = ConfState(voters=voters, learners=learners)
         self.nodes: dict[str, SimNode] = {
-            node_id: SimNode(self, node_id, MemoryStorage(conf)) for node_id in voters + learners
+            node_id: SimNode(self, node_id, SimDisk(conf)) for node_id in voters + learners
         }
+        if config.slow_node:
+            self.network.extra_delay[self.rng.choice(voters)] = config.slow_node
         self._next_member = 0
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.calls: list[Call] = []
         self._waiting: dict[tuple[str, int], tuple[Call, Callable[[Call], None]]] = {}
         self._request_ids = 0
-        self.leaders: dict[int, str] = {}
-        self.committed: dict[int, tuple[int, bytes]] = {}
-        self.digests: dict[int, int] = {}
+        self._watch_ids = 0
+        self._followups: dict[int, tuple[str, tuple[Any, ...], str]] = {}
         self.faults: list[str] = []
+        self.rejected = 0
         self._load = True
-        self._clients_idle: set[int] = set()
+        self._elected: set[int] = set()
 
     # scheduling ----------------------------------------------------------------------------------------------------
 
@@ -260,6 +458,17 @@ class Simulation:
         heapq.heappush(self._events, (when, self._seq, action))
 
     def _run_until(self, end: float) -> None:
+        try:
+            self._loop(end)
+        except SimulationFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other exception is a node crashing on its input: a bug
+            frames = traceback.extract_tb(exc.__traceback__)[-4:]
+            where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)
+            self.fail(f"a node raised {type(exc).__name__}: {exc} (at {where})")
+        self.now = end
+
+    def _loop(self, end: float) -> None:
         while True:
             next_event = self._events[0][0] if self._events else None
             next_msg = self.network.next_delivery()
@@ -267,10 +476,10 @@ class Simulation:
                 if next_msg > end:
                     break
                 self.now = next_msg
-                frm, to, data = self.network.pop()
-                node = self.nodes.get(to)
+                delivery = self.network.pop()
+                node = self.nodes.get(delivery.to)
                 if node is not None:
-                    node.deliver(frm, data)
+                    node.deliver(delivery.frm, delivery.data, delivery.corrupt)
             elif next_event is not None:
                 if next_event > end:
                     break
@@ -279,14 +488,14 @@ class Simulation:
                 action()
             else:
                 break
-        self.now = end
 
     def _schedule_ticks(self, node: SimNode, until: float) -> None:
         def tick() -> None:
             if node.id in self.nodes:
                 node.tick()
-                if self.now + TICK <= until:
-                    self.at(self.now + TICK, tick)
+                following = self.now + TICK / node.clock.rate
+                if following <= until:
+                    self.at(following, tick)
 
         self.at(self.now + node.tick_phase, tick)
 
@@ -302,7 +511,7 @@ class Simulation:
         for client in range(config.clients):
             # partial binds this client's number now (a bare lambda would see the loop variable's last value).
             self.at(self.rng.uniform(0.1, 0.3), functools.partial(self._client_step, client))
-        if config.crashes or config.partitions or config.membership:
+        if any((config.crashes, config.partitions, config.membership, config.pauses, config.clocks, config.replays)):
             self.at(self.rng.expovariate(1 / config.fault_interval), self._fault)
         self._run_until(config.duration)
         self._heal_all()
@@ -316,77 +525,106 @@ class Simulation:
     def _client_step(self, client: int) -> None:
         if not self._load:
             return
-        up = [n for n in self.nodes.values() if n.up]
-        if not up:
-            self.at(self.now + 0.05, lambda: self._client_step(client))
+        available = [n for n in self.nodes.values() if n.available]
+        if not available:
+            self.at(self.now + 0.05, functools.partial(self._client_step, client))
             return
-        node = self.rng.choice(up)
-        kind, args = self._random_op()
-        call = Call(client, kind, args, self.now, f"{node.id}#{node.incarnation}")
+        followup = self._followups.pop(client, None)
+        if followup is not None:
+            kind, args, avoid = followup
+            node = self.rng.choice([n for n in available if n.id != avoid] or available)
+        else:
+            kind, args = self.workload.next_call(reader=client == 0)
+            node = self.rng.choice(available)
+        call = Call(client, kind, args, self.now, node.name)
         self.calls.append(call)
         replica = node.replica
         assert replica is not None
-        if kind == "get":
+        if kind in ("get", "tget"):
             # A plain read: local, instantaneous, sequentially consistent only.
-            call.output = _read(replica, args[0])
+            call.output = _read(replica, kind, args[0])
             call.ret = self.now
             call.zxid = replica.applied
+            self._next_op(client)
+            return
+        if kind == "watch":
+            self._set_watch(node, replica, call)
             self._next_op(client)
             return
         self._request_ids += 1
         request_id = self._request_ids
         timeout = self.config.request_timeout
-        if kind == "sync_get":
-            self._waiting[(node.id, request_id)] = (call, lambda c: self._finish_sync_get(c, client))
+        key = (node.id, request_id)
+        if kind in SYNCED_READS:
+            call.floor = self._committed_anywhere()
+            self._waiting[key] = (call, functools.partial(self._finish_sync, client))
             replica.sync(request_id, timeout)
         else:
-            call.request = (node.id, request_id)
-            self._waiting[(node.id, request_id)] = (call, lambda c: self._next_op(client))
-            immediate = replica.submit(request_id, _to_op(kind, args), timeout)
+            call.request = key
+            self._waiting[key] = (call, functools.partial(self._written, client))
+            immediate = replica.submit(request_id, to_op(kind, args), timeout)
             if immediate is not None:
                 self.complete(node, immediate)
                 return
+        # The client gives up by its own clock too: a node whose clock runs slow (or is paused) times it out late.
+        self.at(self.now + timeout + 0.05, functools.partial(self._give_up, key))
         node.pump()
 
-    def _finish_sync_get(self, call: Call, client: int) -> None:
+    def _give_up(self, key: tuple[str, int]) -> None:
+        entry = self._waiting.pop(key, None)
+        if entry is not None:
+            call, then = entry
+            call.output = None
+            call.ret = None
+            then(call)
+
+    def _set_watch(self, node: SimNode, replica: Replica, call: Call) -> None:
+        kind_name, path = call.input
+        exists = replica.tree.exists(path) is not None
+        call.ret = self.now
+        call.zxid = replica.applied
+        if kind_name == "child" and not exists:
+            call.output = ("err", "NoNode")  # get_children raises NoNode and sets no watch
+            return
+        kind = WatchKind.CHILD if kind_name == "child" else WatchKind.DATA if exists else WatchKind.EXIST
+        self._watch_ids += 1
+        assert node.watches is not None
+        node.watches.add(self._watch_ids, kind, path, replica.applied)
+        call.output = ("ok", None)
+
+    def _committed_anywhere(self) -> int:
+        # Any node's commit index is committed for the whole cluster: the highest one is what a sync must cover.
+        return max((n.replica.node.raft.log.committed for n in self.nodes.values() if n.replica), default=0)
+
+    def _finish_sync(self, client: int, call: Call) -> None:
         node = self.nodes.get(call.node.partition("#")[0])
         if call.output is not None and call.output[0] == "ok" and node is not None and node.replica is not None:
-            call.output = _read(node.replica, call.input[0])
+            call.output = _read(node.replica, call.kind, call.input[0])
             call.zxid = node.replica.applied
+            if call.zxid < call.floor:
+                # Replica.sync's promise: it completes once every write committed before it began is applied here.
+                self.fail(
+                    f"sync returned early: {call.kind}{call.input} at {call.node} began after index {call.floor} "
+                    f"was committed, but returned with {call.zxid} applied"
+                )
+        self._next_op(client)
+
+    def _written(self, client: int, call: Call) -> None:
+        output = call.output
+        if output is not None and output[0] == "ok" and call.kind in ("create", "set", "tcreate", "tset"):
+            path = output[1] if call.kind == "tcreate" else call.input[0]
+            if call.kind == "tcreate":
+                self.workload.created(path)
+            if self.rng.random() < 0.3:
+                # Read it back through another node, as a client that moved to another server would.
+                kind = "sync_get" if call.kind in ("create", "set") else "tsync_get"
+                self._followups[client] = (kind, (path,), call.node.partition("#")[0])
         self._next_op(client)
 
     def _next_op(self, client: int) -> None:
-        self.at(self.now + self.rng.expovariate(1 / 0.02), lambda: self._client_step(client))
-
-    def _random_op(self) -> tuple[str, tuple[Any, ...]]:
-        rng = self.rng
-        key = f"/k{rng.randrange(self.config.keys)}"
-        value = f"v{rng.randrange(1000)}".encode()
-        roll = rng.random()
-        if roll < 0.2:
-            return "create", (key, value)
-        if roll < 0.45:
-            return "set", (key, value, rng.choice((-1, -1, 0, 1, 2, 3)))
-        if roll < 0.55:
-            return "delete", (key, rng.choice((-1, -1, 0, 1, 2)))
-        if roll < 0.65:
-            return "get", (key,)
-        if roll < 0.85:
-            return "sync_get", (key,)
-        subs: list[tuple[Any, ...]] = []
-        for _ in range(rng.randint(1, 3)):
-            k = f"/k{rng.randrange(self.config.keys)}"
-            v = f"m{rng.randrange(1000)}".encode()
-            sub = rng.choice(("create", "set", "delete", "check"))
-            if sub == "create":
-                subs.append(("create", k, v))
-            elif sub == "set":
-                subs.append(("set", k, v, rng.choice((-1, 0, 1))))
-            elif sub == "delete":
-                subs.append(("delete", k, rng.choice((-1, 0, 1))))
-            else:
-                subs.append(("check", k, rng.choice((-1, 0, 1))))
-        return "multi", tuple(subs)
+        # A read-back follows at once; other calls after a think time.
+        pause = 0.0005 if client in self._followups else self.rng.expovariate(1 / 0.02)
+        self.at(self.now + pause, functools.partial(self._client_step, client))
 
     def complete(self, node: SimNode, completion: Completion) -> None:
         """A node answered a request."""
@@ -399,7 +637,7 @@ class Simulation:
             call.output = None
             call.ret = None  # unknown outcome
         else:
-            call.output = _result(call.kind, completion.value, error)
+            call.output = result_of(call.kind, completion.value, error)
             call.ret = self.now
         then(call)
 
@@ -420,25 +658,35 @@ class Simulation:
         if config.crashes:
             kinds += ["crash", "crash"]
         if config.partitions:
-            kinds += ["partition", "partition_leader", "one_way", "bridge"]
+            kinds += ["partition", "partition_leader", "partition_leader", "one_way", "bridge"]
         if config.membership:
-            kinds += ["membership"]
+            kinds += ["membership", "membership"]
+        if config.pauses:
+            kinds += ["pause"]
+        if config.clocks:
+            kinds += ["clock"]
+        if config.transfers:
+            kinds += ["transfer"]
+        if config.replays:
+            kinds += ["replay", "replay"]
         kinds.append("heal")
         kind = self.rng.choice(kinds)
         getattr(self, f"_fault_{kind}")()
         self.at(self.now + self.rng.expovariate(1 / config.fault_interval), self._fault)
 
-    def _log_fault(self, text: str) -> None:
+    def log_fault(self, text: str) -> None:
+        """Note a fault (the last ones are shown with a failure)."""
         self.faults.append(f"{self.now:.3f}s {text}")
 
-    def _fault_crash(self) -> None:
-        up = [n for n in self.nodes.values() if n.up]
-        if not up:
-            return
-        node = self.rng.choice(up)
-        mode = self.rng.choice(("now", "before_persist", "after_persist"))
-        self._log_fault(f"crash {node.id} ({mode})")
-        if mode == "now":
+    def _fault_crash(self, node: SimNode | None = None) -> None:
+        if node is None:
+            up = [n for n in self.nodes.values() if n.up]
+            if not up:
+                return
+            node = self.rng.choice(up)
+        mode = self.rng.choice(("now", "before_persist", "after_persist", "torn"))
+        self.log_fault(f"crash {node.id} ({mode})")
+        if mode == "now" or self.now < node.paused_until:
             node.crash()
         else:
             node.crash_mode = mode
@@ -447,12 +695,12 @@ class Simulation:
             node.crash()
         self._abandon_calls(node.id)
         downtime = self.rng.uniform(0.05, 1.0)
-        self.at(self.now + downtime, lambda: self._restart(node))
+        self.at(self.now + downtime, functools.partial(self._restart, node))
 
     def _restart(self, node: SimNode) -> None:
         if node.id not in self.nodes or node.up:
             return
-        self._log_fault(f"restart {node.id}")
+        self.log_fault(f"restart {node.id}")
         node.start()
 
     def _fault_partition(self) -> None:
@@ -460,22 +708,26 @@ class Simulation:
         self.rng.shuffle(ids)
         cut = self.rng.randint(1, len(ids) - 1)
         groups = [ids[:cut], ids[cut:]]
-        self._log_fault(f"partition {groups}")
-        self.network.heal()
+        self.log_fault(f"partition {groups}")
+        self.network.heal(self.now)
         self.network.isolate(groups)
 
     def _fault_partition_leader(self) -> None:
         leader = self._current_leader()
         if leader is None:
             return
-        self._log_fault(f"isolate leader {leader}")
-        self.network.heal()
+        slow = self.rng.random() < 0.75
+        self.log_fault(f"isolate leader {leader}" + (", its clock at 0.1x" if slow else ""))
+        if slow:
+            # An overloaded leader cut off: its timers run late, so it learns late that it lost the others.
+            self.nodes[leader].clock.set_rate(self.now, 0.1)
+        self.network.heal(self.now)
         self.network.isolate([[leader], [i for i in self.nodes if i != leader]])
 
     def _fault_one_way(self) -> None:
         ids = list(self.nodes)
         a, b = self.rng.sample(ids, 2)
-        self._log_fault(f"cut {a}->{b}")
+        self.log_fault(f"cut {a}->{b}")
         self.network.cut(a, b)
 
     def _fault_bridge(self) -> None:
@@ -487,21 +739,78 @@ class Simulation:
         rest = ids[1:]
         half = len(rest) // 2
         left, right = rest[:half], rest[half:]
-        self._log_fault(f"bridge {bridge} between {left} and {right}")
-        self.network.heal()
+        self.log_fault(f"bridge {bridge} between {left} and {right}")
+        self.network.heal(self.now)
         self.network.isolate([left, right])
 
     def _fault_heal(self) -> None:
-        self._log_fault("heal")
-        self.network.heal()
+        self.log_fault("heal")
+        self.network.heal(self.now)
 
-    def _fault_membership(self) -> None:
+    def _fault_pause(self) -> None:
+        # A process frozen (a stop-the-world pause, a swapped-out VM) for longer than an election timeout, often:
+        # on waking it still believes what it believed, while the others moved on.
+        running = [n for n in self.nodes.values() if n.available]
+        if not running:
+            return
+        leader = self._current_leader()
+        node = self.nodes[leader] if leader is not None and self.rng.random() < 0.5 else self.rng.choice(running)
+        length = self.rng.uniform(0.05, 1.5)
+        self.log_fault(f"pause {node.id} for {length:.3f}s")
+        node.paused_until = self.now + length
+        self.at(node.paused_until, node.resume)
+
+    def _fault_clock(self) -> None:
+        running = [n for n in self.nodes.values() if n.up]
+        if not running:
+            return
+        node = self.rng.choice(running)
+        roll = self.rng.random()
+        if roll < 0.5:
+            rate = self.rng.choice((0.25, 0.5, 0.8, 1.25, 2.0))
+            self.log_fault(f"clock of {node.id} runs at {rate}x")
+            node.clock.set_rate(self.now, rate)
+        elif roll < 0.75:
+            leap = self.rng.uniform(0.1, 1.5)
+            self.log_fault(f"monotonic clock of {node.id} jumps {leap:.3f}s")
+            node.clock.jump(self.now, leap)
+        else:
+            step = self.rng.randint(-5000, 5000)
+            self.log_fault(f"wall clock of {node.id} steps {step} ms")
+            node.clock.wall_offset_ms += step
+
+    def _fault_replay(self) -> None:
+        self.log_fault(f"replay {self.network.replay_old(self.now)} old frames")
+
+    def _fault_transfer(self) -> None:
         leader_id = self._current_leader()
         if leader_id is None:
             return
         leader = self.nodes[leader_id].replica
         assert leader is not None
-        conf = leader.node.status().conf_state
+        voters = [v for v in leader.node.status().log_conf_state.voters if v != leader_id]
+        if not voters:
+            return
+        target = self.rng.choice(voters)
+        self.log_fault(f"transfer leadership {leader_id} -> {target}")
+        leader.transfer_leadership(target)
+        self.nodes[leader_id].pump()
+
+    def _fault_membership(self) -> None:
+        leader_id = self._current_leader()
+        if leader_id is None:
+            return
+        if not self._propose_membership(leader_id):
+            return
+        if self.rng.random() < 0.5:
+            # A second change at once: the leader must refuse it while the first is in flight.
+            self._propose_membership(leader_id)
+
+    def _propose_membership(self, leader_id: str) -> bool:
+        leader = self.nodes[leader_id].replica
+        if leader is None or not leader.is_leader:
+            return False
+        conf = leader.node.status().log_conf_state
         rng = self.rng
         choice = rng.random()
         change: ConfChange
@@ -510,29 +819,54 @@ class Simulation:
         elif choice < 0.7 and len(self.nodes) < 7:
             self._next_member += 1
             new_id = f"m{self._next_member}"
-            node = SimNode(self, new_id, MemoryStorage(ConfState()))
+            node = SimNode(self, new_id, SimDisk(ConfState()))
             self.nodes[new_id] = node
             node.start()
             self._schedule_ticks(node, self.config.duration + self.config.settle + 3.0)
             change = ConfChange(ConfChangeType.ADD_LEARNER, new_id)
         elif len(conf.voters) > 3:
-            victim = rng.choice([v for v in conf.voters if v != leader_id] or list(conf.voters))
-            change = ConfChange(ConfChangeType.REMOVE, victim)
+            # Any voter, the leader too (it manages the cluster without counting itself until the change commits).
+            change = ConfChange(ConfChangeType.REMOVE, rng.choice(conf.voters))
         else:
-            return
+            return False
         try:
             leader.propose_conf_change(change)
         except EmbedZKError as exc:
-            self._log_fault(f"membership {change.type.name} {change.node_id} refused: {exc}")
-            return
-        self._log_fault(f"membership {change.type.name} {change.node_id}")
+            self.log_fault(f"membership {change.type.name} {change.node_id} refused: {exc}")
+            return False
+        self.log_fault(f"membership {change.type.name} {change.node_id}")
         self.nodes[leader_id].pump()
+        return True
+
+    def _strike(self, node_id: str, term: int) -> None:
+        # A new leader struck down before its first entry is everywhere: what Raft's Figure 8 is made of.
+        node = self.nodes.get(node_id)
+        if node is None or node.replica is None or node.replica.term != term or not self._load:
+            return
+        if self.rng.random() < 0.5 and self.config.crashes:
+            self.log_fault(f"strike new leader {node_id} of term {term}: crash")
+            self._fault_crash(node)
+        else:
+            self.log_fault(f"strike new leader {node_id} of term {term}: cut off")
+            self.network.heal(self.now)
+            self.network.isolate([[node_id], [i for i in self.nodes if i != node_id]])
+
+    def new_leader(self, node_id: str, term: int) -> None:
+        """``node_id`` leads in ``term``: the first time it is seen, now and then, strike it within moments."""
+        if term in self._elected:
+            return
+        self._elected.add(term)
+        if self._load and self.config.strike_rate and self.rng.random() < self.config.strike_rate:
+            # Half the strikes land before anything the new leader sent arrived: its first entry stays its own.
+            delay = 0.0 if self.rng.random() < 0.5 else self.rng.uniform(0.0, 0.02)
+            self.at(self.now + delay, functools.partial(self._strike, node_id, term))
 
     def _heal_all(self) -> None:
-        self._log_fault("heal all, restart all")
-        self.network.heal()
+        self.log_fault("heal all, restart all")
+        self.network.heal(self.now)
         self.network.profile = NetworkProfile()
         for node in self.nodes.values():
+            node.clock.set_rate(self.now, 1.0)
             if not node.up:
                 node.start()
 
@@ -553,18 +887,21 @@ class Simulation:
             "ok": sum(1 for c in known if c.output and c.output[0] == "ok"),
             "failed": sum(1 for c in known if c.output and c.output[0] == "err"),
             "unknown": len(self.calls) - len(known),
-            "writes_ok": sum(1 for c in known if c.kind not in ("get", "sync_get") and c.output and c.output[0] == "ok"),
-            "sync_gets_ok": sum(1 for c in known if c.kind == "sync_get" and c.output and c.output[0] == "ok"),
-            "committed_entries": len(self.committed),
-            "terms_with_leader": len(self.leaders),
+            "writes_ok": sum(
+                1 for c in known if c.request is not None and c.output and c.output[0] == "ok"
+            ),
+            "synced_reads_ok": sum(1 for c in known if c.kind in SYNCED_READS and c.output and c.output[0] == "ok"),
+            "committed_entries": len(self.invariants.committed),
+            "terms_with_leader": len(self.invariants.leaders),
             "faults": len(self.faults),
             "messages": self.network.sent,
             "dropped": self.network.dropped,
+            "corrupted": self.network.corrupted,
         }
 
     # checks --------------------------------------------------------------------------------------------------------
 
-    def fail(self, what: str) -> None:
+    def fail(self, what: str) -> NoReturn:
         """Raise a SimulationFailure that says what broke and how to replay it."""
         recent = "\n  ".join(self.faults[-12:])
         raise SimulationFailure(
@@ -572,55 +909,33 @@ class Simulation:
             f"at {self.now:.3f}s; recent faults:\n  {recent}\n"
             f"replay: python -m embedzk.testing.simulate --seed {self.config.seed}"
             + (f" --profile {self.config.profile}" if self.config.profile else "")
+            + (" --strict-time" if self.config.strict_time else "")
         )
-
-    def observe(self, node: SimNode) -> None:
-        """After every step of a node: election safety and digest agreement."""
-        replica = node.replica
-        if replica is None:
-            return
-        if replica.is_leader:
-            known = self.leaders.setdefault(replica.term, node.id)
-            if known != node.id:
-                self.fail(f"two leaders in term {replica.term}: {known} and {node.id}")
-        digest = self.digests.setdefault(replica.applied, replica.tree.digest)
-        if digest != replica.tree.digest:
-            self.fail(f"{node.id} has tree digest {replica.tree.digest:#x} at index {replica.applied}, others {digest:#x}")
-
-    def check_committed(self, node_id: str, entries: list[Any]) -> None:
-        """State machine safety: every node applies the same entry at the same index."""
-        for entry in entries:
-            known = self.committed.setdefault(entry.index, (entry.term, entry.data))
-            if known != (entry.term, entry.data):
-                self.fail(
-                    f"{node_id} applies entry {entry.index} of term {entry.term}, "
-                    f"but term {known[0]} was applied there elsewhere"
-                )
 
     def _check_progress(self, now: float) -> None:
         # Liveness, once healed: a write through the leader and a sync on every member must complete.
         leader = self._current_leader()
         if leader is None:
             self.fail("no leader after the cluster was healed and settled")
-        assert leader is not None
         answered: list[Call] = []
         leader_replica = self.nodes[leader].replica
         assert leader_replica is not None
         members = set(leader_replica.conf_state().members())
         probes: list[tuple[SimNode, str, tuple[Any, ...]]] = [(self.nodes[leader], "create", ("/k0", b"probe"))]
         probes += [(node, "sync_get", ("/k0",)) for node in self.nodes.values() if node.up and node.id in members]
-        for node, kind, args in probes:
+        for number, (node, kind, args) in enumerate(probes):
             replica = node.replica
             assert replica is not None
             self._request_ids += 1
-            call = Call(-1, kind, args, self.now, f"{node.id}#{node.incarnation}")
+            call = Call(-1 - number, kind, args, self.now, node.name)
             self.calls.append(call)
-            self._waiting[(node.id, self._request_ids)] = (call, answered.append)
+            then = answered.append if kind != "sync_get" else functools.partial(self._probe_read, answered)
+            self._waiting[(node.id, self._request_ids)] = (call, then)
             if kind == "sync_get":
                 replica.sync(self._request_ids, 2.0)
             else:
                 call.request = (node.id, self._request_ids)
-                immediate = replica.submit(self._request_ids, _to_op(kind, args), 2.0)
+                immediate = replica.submit(self._request_ids, to_op(kind, args), 2.0)
                 if immediate is not None:
                     self.complete(node, immediate)
             node.pump()
@@ -628,20 +943,34 @@ class Simulation:
         stuck = [c for c in self.calls[-len(probes):] if c.ret is None]
         if stuck:
             self.fail(f"no progress after healing: {[(c.kind, c.node) for c in stuck]} got no answer")
-        # Every member holds an open session once healed (sessions lost in faults are opened again).
+        # Every member holds an open session once healed (sessions lost in faults are opened again), and no
+        # session of a process that is gone is left open.
         sessions = leader_replica.tree.sessions()
         for node, kind, _args in probes:
             replica = node.replica
             if kind == "sync_get" and replica is not None and replica.session_id not in sessions:
                 self.fail(f"{node.id} has no open session after healing (its session: {replica.session_id})")
+        for session_id, (owner, _timeout) in sessions.items():
+            holder = self.nodes.get(owner)
+            if holder is not None and holder.replica is not None and owner in members:
+                if holder.replica.session_id != session_id:
+                    self.fail(
+                        f"stale session left open: {session_id:#x} of {owner}, whose process now holds "
+                        f"{holder.replica.session_id}"
+                    )
+
+    def _probe_read(self, answered: list[Call], call: Call) -> None:
+        node = self.nodes[call.node.partition("#")[0]]
+        if call.output is not None and call.output[0] == "ok" and node.replica is not None:
+            call.output = _read(node.replica, call.kind, call.input[0])
+            call.zxid = node.replica.applied
+        answered.append(call)
 
     def _final_checks(self) -> None:
         up = [n for n in self.nodes.values() if n.replica is not None]
-        members = None
         leader = self._current_leader()
         if leader is None:
             self.fail("no leader after the cluster was healed and settled")
-        assert leader is not None
         leader_replica = self.nodes[leader].replica
         assert leader_replica is not None
         members = set(leader_replica.node.status().conf_state.members())
@@ -656,90 +985,65 @@ class Simulation:
             if replica.tree.digest != leader_replica.tree.digest:
                 self.fail(f"{node.id} digest differs from the leader's after settling")
         self._check_logs(up, members)
-        self._check_history()
+        self._check_history(target, [n for n in up if n.id in members])
 
     def _check_logs(self, up: list[SimNode], members: set[str]) -> None:
         # Log matching: over the indexes two disks both hold, up to the commit point, the terms agree.
+        committed = self.invariants.committed
         for node in up:
             if node.id not in members:
                 continue
             disk = node.disk
-            first, last = disk.first_index(), disk.last_index()
-            for index in range(first, last + 1):
-                known = self.committed.get(index)
-                if known is None:
-                    continue
-                if disk.term(index) != known[0]:
-                    commit = node.replica.node.status().commit if node.replica else 0
-                    if index <= commit:
-                        self.fail(f"{node.id} holds term {disk.term(index)} at committed index {index}, not {known[0]}")
+            commit = node.replica.node.status().commit if node.replica else 0
+            for index in range(disk.first_index(), min(disk.last_index(), commit) + 1):
+                known = committed.get(index)
+                if known is not None and disk.term(index) != known[0]:
+                    self.fail(f"{node.id} holds term {disk.term(index)} at committed index {index}, not {known[0]}")
 
-    def _check_history(self) -> None:
+    def _check_history(self, last: int, members: list[SimNode]) -> None:
         from embedzk.testing.history_check import check_calls
+        from embedzk.testing.logcheck import check_history
 
-        write_zxids: dict[tuple[str, int], int] = {}
-        for index, (_term, data) in self.committed.items():
-            if data:
-                try:
-                    command = decode(data)
-                except DecodeError:
-                    continue
-                if isinstance(command, Command) and command.request_id > 0:
-                    write_zxids[(command.origin, command.request_id)] = index
-        problem = check_calls(self.calls, write_zxids)
+        replay, problems = check_history(self.invariants.committed, self.calls, last, self.config.strict_time)
+        if problems:
+            self.fail(problems[0] + (f"\n(and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
+        self._read_back(replay.model, members)
+        watch_problems = self.watch_book.judge()
+        if watch_problems:
+            self.fail(watch_problems[0])
+        flat = [c for c in self.calls if c.kind in FLAT_KINDS]
+        problem = check_calls(flat, replay.zxids)
         if problem:
             self.fail(problem)
 
+    def _read_back(self, model: Any, members: list[SimNode]) -> None:
+        # Every path the committed log leaves, read on every member, and nothing else there.
+        for node in members:
+            replica = node.replica
+            assert replica is not None
+            tree = replica.tree
+            for path, expected in model.nodes.items():
+                if path == "/":
+                    continue
+                got = _read(replica, "get", path)
+                if got != ("ok", (expected.data, expected.version)):
+                    self.fail(f"read-back: {node.id} reads {path} as {got}, the committed log gives "
+                              f"{(expected.data, expected.version)}")
+                if sorted(tree.get_children(path)) != sorted(expected.children):
+                    self.fail(f"read-back: {node.id} lists the children of {path} as "
+                              f"{sorted(tree.get_children(path))}, the committed log gives {sorted(expected.children)}")
+            if tree.node_count() != len(model.nodes):
+                self.fail(f"read-back: {node.id} holds {tree.node_count()} znodes, the committed log {len(model.nodes)}")
+            if set(tree.sessions()) != set(model.sessions):
+                self.fail(f"read-back: {node.id} holds sessions {sorted(tree.sessions())}, the committed log "
+                          f"{sorted(model.sessions)}")
 
-def _read(replica: Replica, path: str) -> tuple[Any, ...]:
-    stat = replica.tree.exists(path)
-    if stat is None:
+
+def _read(replica: Replica, kind: str, path: str) -> tuple[Any, ...]:
+    tree = replica.tree
+    if tree.exists(path) is None:
         return ("err", "NoNode")
-    data, stat = replica.tree.get(path)
+    if kind == "tsync_children":
+        return ("ok", tuple(sorted(tree.get_children(path))))
+    data, stat = tree.get(path)
     return ("ok", (data, stat.version))
-
-
-def _to_op(kind: str, args: tuple[Any, ...]) -> Any:
-    if kind == "create":
-        return CreateOp(args[0], args[1])
-    if kind == "set":
-        return SetDataOp(args[0], args[1], args[2])
-    if kind == "delete":
-        return DeleteOp(args[0], args[1])
-    if kind == "multi":
-        ops: list[Any] = []
-        for sub in args:
-            if sub[0] == "create":
-                ops.append(CreateOp(sub[1], sub[2]))
-            elif sub[0] == "set":
-                ops.append(SetDataOp(sub[1], sub[2], sub[3]))
-            elif sub[0] == "delete":
-                ops.append(DeleteOp(sub[1], sub[2]))
-            else:
-                ops.append(CheckOp(sub[1], sub[2]))
-        return MultiOp(tuple(ops))
-    raise ValueError(kind)
-
-
-_ERROR_NAMES = {
-    "NoNodeError": "NoNode",
-    "NodeExistsError": "NodeExists",
-    "BadVersionError": "BadVersion",
-    "NotEmptyError": "NotEmpty",
-}
-
-
-def _error_name(error: EmbedZKError) -> str:
-    return _ERROR_NAMES.get(type(error).__name__, type(error).__name__)
-
-
-def _result(kind: str, value: Any, error: EmbedZKError | None) -> tuple[Any, ...]:
-    if kind == "sync_get":
-        return ("ok", None) if error is None else ("err", _error_name(error))
-    if error is not None:
-        return ("err", _error_name(error))
-    if kind == "create":
-        return ("ok", value)
-    if kind == "set":
-        return ("ok", value.version)
-    return ("ok", None)
