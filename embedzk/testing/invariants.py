@@ -179,11 +179,13 @@ class Invariants:
                 )
 
     def installing(self, node_id: str, replica: Replica, meta: SnapshotMeta) -> None:
-        """``node_id`` is handed a snapshot from its leader to install: it must be newer than what it applied."""
-        if 0 < meta.index <= replica.applied:
+        """``node_id`` is handed a snapshot from its leader to install: it must be newer than what it had
+        committed (Raft restores only a snapshot past its commit index)."""
+        held = max(replica.applied, self._applied.get(node_id, (0, 0))[1])
+        if 0 < meta.index <= held:
             self._fail(
                 f"stale snapshot installed: {node_id} installs the snapshot at {meta.index} (term {meta.term}) "
-                f"over its state at {replica.applied}"
+                f"over its state at {held}"
             )
 
     def stepped(self, node_id: str, replica: Replica) -> None:
