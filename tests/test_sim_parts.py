@@ -4,7 +4,6 @@ the real tree, the checks against the committed log, and the watch book."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from embedzk.replica.messages import Command
 from embedzk.testing.logcheck import check_history
 from embedzk.testing.network import NetworkProfile, SimNetwork
 from embedzk.testing.simdisk import SimDisk
+from embedzk.testing.simulator import Call
 from embedzk.testing.treemodel import TreeModel
 from embedzk.testing.watchcheck import WatchBook
 from embedzk.testing.workload import TREE_PATHS, error_name, result_of, to_op
@@ -159,19 +159,6 @@ def test_the_tree_model_answers_as_the_real_tree(seed: int) -> None:
 # --- the checks against the committed log ------------------------------------------------------------------------
 
 
-@dataclass
-class _Call:
-    client: int
-    kind: str
-    input: tuple[Any, ...]
-    call: float
-    node: str
-    output: Any = None
-    ret: float | None = None
-    zxid: int | None = None
-    request: tuple[str, int] | None = None
-
-
 def _log(*ops: tuple[int, Any]) -> dict[int, tuple[int, bytes]]:
     return {
         i + 1: (1, encode(Command("n1", 1, request, Txn(0, 1000 + i, op)))) for i, (request, op) in enumerate(ops)
@@ -181,9 +168,9 @@ def _log(*ops: tuple[int, Any]) -> dict[int, tuple[int, bytes]]:
 def test_the_log_check_passes_a_history_the_log_explains() -> None:
     log = _log((1, to_op("create", ("/k", b"a"))), (2, to_op("set", ("/k", b"b", -1))))
     calls = [
-        _Call(0, "create", ("/k", b"a"), 0.0, "n1#1", ("ok", "/k"), 0.1, request=("n1", 1)),
-        _Call(0, "set", ("/k", b"b", -1), 0.2, "n1#1", ("ok", 1), 0.3, request=("n1", 2)),
-        _Call(1, "sync_get", ("/k",), 0.4, "n2#1", ("ok", (b"b", 1)), 0.5, zxid=2),
+        Call(0, "create", ("/k", b"a"), 0.0, "n1#1", ("ok", "/k"), 0.1, request=("n1", 1)),
+        Call(0, "set", ("/k", b"b", -1), 0.2, "n1#1", ("ok", 1), 0.3, request=("n1", 2)),
+        Call(1, "sync_get", ("/k",), 0.4, "n2#1", ("ok", (b"b", 1)), 0.5, zxid=2),
     ]
     _, problems = check_history(log, calls, 2)
     assert problems == []
@@ -192,8 +179,8 @@ def test_the_log_check_passes_a_history_the_log_explains() -> None:
 def test_the_log_check_reports_a_stale_synced_read() -> None:
     log = _log((1, to_op("create", ("/k", b"a"))), (2, to_op("set", ("/k", b"b", -1))))
     calls = [
-        _Call(0, "set", ("/k", b"b", -1), 0.2, "n1#1", ("ok", 1), 0.3, request=("n1", 2)),
-        _Call(1, "sync_get", ("/k",), 0.4, "n2#1", ("ok", (b"a", 0)), 0.5, zxid=1),
+        Call(0, "set", ("/k", b"b", -1), 0.2, "n1#1", ("ok", 1), 0.3, request=("n1", 2)),
+        Call(1, "sync_get", ("/k",), 0.4, "n2#1", ("ok", (b"a", 0)), 0.5, zxid=1),
     ]
     _, problems = check_history(log, calls, 2)
     assert len(problems) == 1 and problems[0].startswith("stale read")
@@ -202,8 +189,8 @@ def test_the_log_check_reports_a_stale_synced_read() -> None:
 def test_the_log_check_reports_a_lost_write_and_a_wrong_answer() -> None:
     log = _log((1, to_op("create", ("/k", b"a"))))
     calls = [
-        _Call(0, "create", ("/k", b"a"), 0.0, "n1#1", ("err", "NodeExists"), 0.1, request=("n1", 1)),
-        _Call(0, "set", ("/k", b"b", -1), 0.2, "n1#1", ("ok", 1), 0.3, request=("n1", 9)),
+        Call(0, "create", ("/k", b"a"), 0.0, "n1#1", ("err", "NodeExists"), 0.1, request=("n1", 1)),
+        Call(0, "set", ("/k", b"b", -1), 0.2, "n1#1", ("ok", 1), 0.3, request=("n1", 9)),
     ]
     _, problems = check_history(log, calls, 1)
     assert any("lost write" in p for p in problems)

@@ -1,8 +1,8 @@
-"""Seeded simulations of whole clusters under faults, each ending with the safety and linearizability checks.
+"""Seeded simulations of whole clusters under faults, checked as they run and at their end (docs/testing.md).
 
-The default run executes 200 seeds under their own fault profiles and 40 crash-heavy ones (crashes only, almost
-three times as often); ``EMBEDZK_SIM_SEEDS=N`` runs N of the first kind and a fifth as many of the second (and
-``EMBEDZK_SIM_START=S`` starts both at S). A failing seed prints the one command that replays it.
+The default run executes 200 seeds under their own fault profiles and 40 crash-heavy ones (crashes and stale
+replays only, almost three times as often); ``EMBEDZK_SIM_SEEDS=N`` runs N of the first kind and a fifth as many of
+the second (and ``EMBEDZK_SIM_START=S`` starts both at S). A failing seed prints the one command that replays it.
 """
 
 from __future__ import annotations
