@@ -7,7 +7,10 @@ sending, after sending), then heals everything and checks the cluster converges.
 * election safety: at most one leader per term;
 * state machine safety: every replica applies the same entry at an index;
 * leader completeness: a new leader's log holds every entry any replica applied;
-* read-index: a ReadState's index covers every entry applied anywhere before the read was asked for.
+* read-index: a ReadState's index covers every entry applied anywhere before the read was asked for;
+* the commit rule: a leader advances its commit index by counting replicas only to an entry of its own term;
+* one vote per term, and durable: a node never grants two candidates its vote in one term, and restarts still
+  holding the vote it sent.
 
 ``python tests/test_raft_random.py START COUNT`` runs more seeds.
 """
@@ -28,6 +31,7 @@ from raft_harness import Network, SafetyError, conf_change  # noqa: E402
 from embedzk.consensus import (  # noqa: E402
     ConfState,
     Message,
+    MessageType,
     ProposalDroppedError,
     StateRole,
 )
@@ -70,6 +74,10 @@ class RandomRun:
         self.read_floor: dict[bytes, int] = {}
         self.reads_done = 0
         self.next_read = 0
+        # node -> term -> the candidate it voted for (itself for a candidacy), from the messages it sent.
+        self.votes: dict[str, dict[int, str]] = {}
+        # node -> (term, commit index) when last seen leading.
+        self.leader_commit: dict[str, tuple[int, int]] = {}
 
     # --- checks --------------------------------------------------------------------------------------------------
 
@@ -93,6 +101,27 @@ class RandomRun:
                 raise SafetyError(f"seed {self.seed}: read {rs.request_ctx!r} at {rs.index} misses {floor}")
             self.reads_done += 1
         d.read_states.clear()
+
+    def check_votes(self, id: str, msgs: list[Message]) -> None:
+        votes = self.votes.setdefault(id, {})
+        for m in msgs:
+            if m.type == MessageType.VOTE or (m.type == MessageType.VOTE_RESP and not m.reject):
+                candidate = id if m.type == MessageType.VOTE else m.to
+                if votes.setdefault(m.term, candidate) != candidate:
+                    raise SafetyError(f"seed {self.seed}: {id} voted for {votes[m.term]} and {candidate} in {m.term}")
+
+    def check_commit_rule(self, id: str) -> None:
+        raft = self.net[id].raft
+        if raft.role != StateRole.LEADER:
+            self.leader_commit.pop(id, None)
+            return
+        commit = raft.log.committed
+        before = self.leader_commit.get(id)
+        if before is not None and before[0] == raft.term and commit > before[1]:
+            if raft.log.term(commit) != raft.term:
+                raise SafetyError(f"seed {self.seed}: leader {id} of term {raft.term} commits {commit}, an entry "
+                                  f"of term {raft.log.term(commit)} (thesis 3.6.2)")
+        self.leader_commit[id] = (raft.term, commit)
 
     # --- one node's loop, with crashes at any point of a Ready ---------------------------------------------------
 
@@ -119,6 +148,7 @@ class RandomRun:
             if crash_at == "before-send":
                 self.crash(id)
                 return
+            self.check_votes(id, rd.messages)
             self.pool.extend(rd.messages)
             if crash_at == "before-apply":
                 self.crash(id)
@@ -127,11 +157,20 @@ class RandomRun:
                 d._apply(e)
             d.read_states.extend(rd.read_states)
             node.advance(rd)
+            self.check_commit_rule(id)
         self.check_reads(id)
 
     def crash(self, id: str) -> None:
         self.net.restarts += 1
         self.net.driver(id).restart()
+        self.leader_commit.pop(id, None)
+        votes = self.votes.get(id)
+        if votes:
+            term = max(votes)
+            hs, _ = self.net.driver(id).storage.initial_state()
+            if hs.term < term or (hs.term == term and hs.vote != votes[term]):
+                raise SafetyError(f"seed {self.seed}: {id} voted for {votes[term]} in {term} but restarts with "
+                                  f"term {hs.term}, vote {hs.vote}")
         self.pool = [m for m in self.pool if m.to != id]
         self.read_floor = {k: v for k, v in self.read_floor.items() if not k.startswith(id.encode())}
 
