@@ -37,6 +37,28 @@ pytestmark = pytest.mark.timeout(60)
 
 _names = itertools.count()
 
+#: ReplicaConfig.reap_interval: how often the leader looks for containers and TTL nodes to reap.
+REAP_INTERVAL = 1.0
+#: The peer's tick (Peer's default tick_interval): the granularity of the leader's clock for expiry and reaping.
+TICK = 0.02
+#: How late a loop or dispatch thread may run on a loaded machine: added to upper bounds of timings, never to
+#: lower ones (those are exact).
+SLACK = 1.0
+
+
+def wait_gone(peers: list[Peer], path: str, timeout: float = 30.0) -> dict[str, float]:
+    """Poll every peer until ``path`` is gone on each; the wall-clock time each first saw it gone."""
+    gone: dict[str, float] = {}
+
+    def all_gone() -> bool:
+        for peer in peers:
+            if peer.id not in gone and peer.exists(path) is None:
+                gone[peer.id] = time.time()
+        return len(gone) == len(peers)
+
+    wait_until(all_gone, timeout=timeout, interval=0.005, what=f"{path} is gone on every peer")
+    return gone
+
 
 @pytest.fixture(scope="module")
 def solo() -> Iterator[Peer]:
@@ -125,23 +147,36 @@ def test_create_accepts_an_acl_argument_for_kazoo_compatibility(solo: Peer, root
 
 def test_a_container_goes_once_its_last_child_is_gone(solo: Peer, root: str) -> None:
     container = solo.create(f"{root}/c", b"", container=True)
-    empty = solo.create(f"{root}/never-had-children", b"", container=True)
+    empty = solo.create(f"{root}/b-never-had-children", b"", container=True)
     solo.create(f"{container}/child")
-    time.sleep(1.5)  # longer than the leader's reaping interval: a container with a child stays
-    assert solo.exists(container) is not None
-    solo.delete(f"{container}/child")
-    wait_until(lambda: solo.exists(container) is None, timeout=10, what="the empty container is reaped")
+    # A container that lost its only child, reaped at the leader's next look: once it is gone, that look (which
+    # proposes its reapings in path order, so the container before it first) has passed over the others.
+    sentinel = solo.create(f"{root}/d-sentinel", b"", container=True)
+    solo.create(f"{sentinel}/child")
+    solo.delete(f"{sentinel}/child")
+    deleted = time.time()
+    gone = wait_gone([solo], sentinel)[solo.id]
+    assert gone - deleted <= REAP_INTERVAL + TICK + SLACK
+    assert solo.exists(container) is not None  # a container with a child stays
     assert solo.exists(empty) is not None  # ZooKeeper reaps only containers that had children
+    solo.delete(f"{container}/child")
+    deleted = time.time()
+    gone = wait_gone([solo], container)[solo.id]
+    assert gone - deleted <= REAP_INTERVAL + TICK + SLACK
+    assert solo.exists(empty) is not None
 
 
 def test_a_ttl_node_goes_once_unmodified_for_its_ttl(solo: Peer, root: str) -> None:
-    kept = solo.create(f"{root}/ttl-parent", b"", ttl=0.5)
+    # Named to sort before the TTL node: the leader proposes one look's reapings in path order, so had it wrongly
+    # reaped this one, that would show by the time the other is gone.
+    kept = solo.create(f"{root}/kept", b"", ttl=0.5)
     solo.create(f"{kept}/child")  # a TTL node with children stays
-    path = solo.create(f"{root}/ttl", b"v", ttl=1.0)
-    assert solo.exists(path) is not None
-    began = time.monotonic()
-    wait_until(lambda: solo.exists(path) is None, timeout=10, what="the TTL node is reaped")
-    assert time.monotonic() - began >= 0.5
+    path, stat = solo.create(f"{root}/ttl", b"v", ttl=1.0, include_data=True)
+    gone = wait_gone([solo], path)[solo.id]
+    # The leader reaps a TTL node once its clock (the wall clock that stamped mtime) says it went unmodified for
+    # longer than its TTL, looking every reap interval: never before, at most one look (and a tick) after.
+    unmodified = gone - stat.mtime / 1000
+    assert 1.0 < unmodified <= 1.0 + REAP_INTERVAL + TICK + SLACK, unmodified
     assert solo.exists(kept) is not None
 
 
@@ -437,7 +472,7 @@ def test_a_peer_whose_majority_is_missing_times_out_at_start(tmp_path: Any) -> N
     began = time.monotonic()
     with pytest.raises(OperationTimeoutError, match="majority"):
         peer.start(timeout=1.0)
-    assert time.monotonic() - began < 10
+    assert 1.0 <= time.monotonic() - began <= 1.0 + SLACK  # its timeout, then a stop
     with pytest.raises(PeerStoppedError):
         peer.get("/")
 
@@ -623,13 +658,18 @@ def test_ephemerals_go_when_their_peer_dies_or_stops() -> None:
         leader = c.leader()
         a, b = [p for p in c.peers if p is not leader]
         a.create("/a", b"", ephemeral=True)
-        b.create("/b", b"", ephemeral=True)
-        leader.sync()
-        assert leader.exists("/a") and leader.exists("/b")
-        began = time.monotonic()
+        # The leader heard from b's session when it proposed this create (at the tick its mtime was stamped by):
+        # the session expires no earlier than its timeout after that.
+        _path, stat = b.create("/b", b"", ephemeral=True, include_data=True)
         c.stop_member(b.id, close_session=False)  # as if its process died: the session expires
-        wait_until(lambda: leader.exists("/b") is None, timeout=10, what="the dead peer's ephemeral goes")
-        assert time.monotonic() - began >= 0.5
+        stopped = time.time()  # nothing from b reaches the leader after this
+        gone = wait_gone([leader], "/b")[leader.id]
+        # The leader closes a session once its monotonic clock says the session was silent for longer than its
+        # timeout (checked every tick); the close is applied on the leader a commit later. (Less a tick below: the
+        # leader reads its wall clock, which stamps mtime, just after its monotonic one, and may be preempted
+        # in between.)
+        assert gone - stat.mtime / 1000 > 1.0 - TICK
+        assert gone - stopped <= 1.0 + TICK + SLACK
         assert leader.exists("/a") is not None
         c.stop_member(a.id)  # a clean stop closes the session at once (while the quorum is still there)
         # a applied the close before it stopped; the leader, now without a quorum (so no sync), applies it too,
@@ -641,10 +681,14 @@ def test_the_leader_reaps_containers_and_ttl_nodes_for_everyone(cluster: LocalCl
     follower = next(p for p in cluster.peers if not p.is_leader)
     follower.create("/box", b"", container=True)
     follower.create("/box/item")
-    follower.create("/short", b"", ttl=0.3)
+    _path, stat = follower.create("/short", b"", ttl=0.3, include_data=True)
     follower.delete("/box/item")
-    for peer in cluster.peers:
-        wait_until(lambda p=peer: p.exists("/box") is None and p.exists("/short") is None, timeout=10)
+    emptied = time.time()
+    gone = wait_gone(cluster.peers, "/short")
+    for peer_id, when in gone.items():
+        assert 0.3 < when - stat.mtime / 1000 <= 0.3 + REAP_INTERVAL + TICK + SLACK, (peer_id, when - stat.mtime / 1000)
+    for peer_id, when in wait_gone(cluster.peers, "/box").items():
+        assert when - emptied <= REAP_INTERVAL + TICK + SLACK, (peer_id, when - emptied)
 
 
 def test_a_solo_peer_with_a_data_dir_keeps_its_data_across_restarts(tmp_path: Any) -> None:
