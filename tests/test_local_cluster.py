@@ -24,6 +24,12 @@ from embedzk.testing.cluster import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
+#: The peers' tick (Peer's default tick_interval): the granularity of the leader's clock for session expiry.
+TICK = 0.02
+#: How late a loop or dispatch thread may run on a loaded machine: added to upper bounds of timings, never to
+#: lower ones.
+SLACK = 1.0
+
 
 class StateLog:
     """Records a peer's states through both a listener and the state_changed signal, and its leader changes."""
@@ -154,13 +160,22 @@ def test_a_session_that_expires_during_a_partition_is_lost_then_renewed() -> Non
     with LocalCluster(n=3, session_timeout=1.0) as c:
         leader = c.leader()
         follower = next(p for p in c.peers if p is not leader)
-        follower.create("/mine", b"", ephemeral=True)
+        # The leader heard from the follower's session when it proposed this create, at the tick whose wall clock
+        # stamped its mtime: the session cannot expire earlier than its timeout after that.
+        _path, stat = follower.create("/mine", b"", ephemeral=True, include_data=True)
         leader.sync()  # the follower may apply its write before the leader does: reads elsewhere need a sync
         assert leader.exists("/mine") is not None
         old_session = follower.session_id
         log = StateLog(follower)
         c.isolate(follower.id)
-        wait_until(lambda: leader.exists("/mine") is None, timeout=10, what="the leader expires the session")
+        isolated = time.time()  # nothing from the follower reaches the leader after this
+        wait_until(lambda: leader.exists("/mine") is None, timeout=10, interval=0.005, what="the session expires")
+        gone = time.time()
+        # The leader closes it once its monotonic clock says it was silent for longer than the timeout, looking
+        # every tick; the close is applied a commit later. (A tick below: the leader reads its wall clock just
+        # after its monotonic one, and may be preempted in between.)
+        assert gone - stat.mtime / 1000 > 1.0 - TICK
+        assert gone - isolated <= 1.0 + TICK + SLACK
         assert follower.exists("/mine") is not None  # the isolated peer cannot know yet
         c.heal()
         wait_until(lambda: KeeperState.LOST in log.listened, timeout=10)
@@ -198,7 +213,8 @@ def test_a_write_forwarded_into_a_partition_completes_after_heal() -> None:
         follower = next(p for p in c.peers if p is not leader)
         c.isolate(follower.id)
         future = follower.create_async("/during")  # forwarded to the leader at once; the partition drops it
-        time.sleep(0.2)
+        # stats() runs on the loop thread after the iteration that took the call in and forwarded it.
+        wait_until(lambda: follower.stats()["outstanding_requests"] == 1, timeout=5)
         c.heal()
         try:
             assert future.result(4.0) == "/during"  # well before the request timeout
