@@ -13,6 +13,13 @@ from tests.peer_process import PeerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
+SESSION_TIMEOUT = 2.0
+#: The peers' tick (Peer's default tick_interval): the granularity of the leader's clock for session expiry.
+TICK = 0.02
+#: How late a process, loop or dispatch thread may run on a loaded machine: added to upper bounds of timings,
+#: never to lower ones.
+SLACK = 1.0
+
 
 @pytest.fixture
 def cluster(tmp_path: Any) -> Iterator[dict[str, PeerProcess]]:
@@ -26,7 +33,7 @@ def cluster(tmp_path: Any) -> Iterator[dict[str, PeerProcess]]:
                 "bind": addresses[pid],
                 "peers": {o: a for o, a in addresses.items() if o != pid},
                 "data_dir": str(tmp_path / pid),
-                "session_timeout": 2.0,
+                "session_timeout": SESSION_TIMEOUT,
             }
             procs[pid] = PeerProcess(config)
         for proc in procs.values():
@@ -75,13 +82,22 @@ def test_ephemerals_of_a_killed_process_go(cluster: dict[str, PeerProcess]) -> N
     victim = next(p for p in cluster.values() if not p.call("is_leader"))
     survivor = next(p for p in cluster.values() if p is not victim)
     victim.call("create", "/workers", b"")
-    victim.call("create", "/workers/victim", b"", ephemeral=True)
+    # The leader heard from the victim's session when it proposed this create, at the tick whose wall clock
+    # stamped its mtime: the session cannot expire earlier than its timeout after that.
+    _path, stat = victim.call("create", "/workers/victim", b"", ephemeral=True, include_data=True)
+    survivor.call("watch", "/workers/victim")
     survivor.call("sync")
     assert survivor.call("get_children", "/workers") == ["victim"]
     victim.kill()
-    began = time.monotonic()
-    _wait_for(lambda: survivor.call("get_children", "/workers") == [], timeout=15)
-    assert time.monotonic() - began < 2.0 + 5.0  # session_timeout plus the leader's reaction
+    killed = time.time()  # nothing from the victim reaches the leader after this
+    event = survivor.events.get(timeout=30)
+    assert (event["type"], event["path"]) == ("DELETED", "/workers/victim")
+    assert survivor.call("get_children", "/workers") == []
+    # The leader (not the victim) closes the session once its monotonic clock says it was silent for longer than
+    # the timeout, looking every tick; the survivor applies the close and runs its watch a commit later. (A tick
+    # below: the leader reads its wall clock just after its monotonic one, and may be preempted in between.)
+    assert event["t"] - stat["mtime"] / 1000 > SESSION_TIMEOUT - TICK
+    assert event["t"] - killed <= SESSION_TIMEOUT + TICK + SLACK
 
 
 def test_stop_removes_ephemerals_at_once(cluster: dict[str, PeerProcess]) -> None:
