@@ -35,9 +35,12 @@ P, R, L = ConfChangeType.PROMOTE, ConfChangeType.REMOVE, ConfChangeType.ADD_LEAR
         # ... unless it wants a vote (a voter's replacement on a fresh disk): then caught up is enough.
         ([up("a"), up("d", voter=False, stable=1.0, wants_vote=True)], SEEDS, (P, "d")),
         ([up("a"), up("d", voter=False, lag=50), up("e", voter=False, lag=0)], SEEDS, (P, "e")),
-        # A voter dead past the timeout: a ready learner takes its seat first ...
-        ([up("a"), up("b"), down("c"), up("d", voter=False)], SEEDS, (P, "d")),
-        # ... then it goes (the voters are over the target, the dead one is removed before any demotion).
+        # A voter dead past the timeout goes first (were the learner promoted first, its death would leave two
+        # dead of four: no quorum for good) ...
+        ([up("a"), up("b"), down("c"), up("d", voter=False)], SEEDS, (R, "c")),
+        # ... and a ready learner takes its seat then.
+        ([up("a"), up("b"), up("d", voter=False)], SEEDS, (P, "d")),
+        # Over the target with a dead voter: the dead one is removed before any demotion.
         ([up("a"), up("b"), down("c"), up("d")], SEEDS, (R, "c")),
         # No learner ready: removed all the same.
         ([up("a"), up("b"), down("c")], SEEDS, (R, "c")),

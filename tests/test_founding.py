@@ -185,7 +185,7 @@ def test_a_later_proposer_proposes_again_the_value_a_majority_accepted() -> None
     founders = ("tcp://a:1", "tcp://b:1", "tcp://c:1")
     nodes = {
         address: Founding(f"{address[6]}@1", address, founders, MemberRecord(key=f"{address[6]}@1"),
-                          random.Random(i), 50)
+                          random.Random(i), 50, listen_ticks=0)
         for i, address in enumerate(founders)
     }
     a, b, c = (nodes[x] for x in founders)

@@ -1,8 +1,9 @@
 """Seeded simulations of whole clusters under faults, checked as they run and at their end (docs/testing.md).
 
-The default run executes 200 seeds under their own fault profiles and 40 crash-heavy ones (crashes and stale
-replays only, almost three times as often); ``EMBEDZK_SIM_SEEDS=N`` runs N of the first kind and a fifth as many of
-the second (and ``EMBEDZK_SIM_START=S`` starts both at S). A failing seed prints the one command that replays it.
+The default run executes 200 seeds under their own fault profiles, 40 crash-heavy ones (crashes and stale replays
+only, almost three times as often) and 40 churn ones (founded on fresh disks, members wiped, joining, leaving, dying
+and moving while the autopilot keeps the voters); ``EMBEDZK_SIM_SEEDS=N`` runs N of the first kind and a fifth as
+many of each of the others (and ``EMBEDZK_SIM_START=S`` starts them all at S). A failing seed prints the one command that replays it.
 """
 
 from __future__ import annotations
@@ -34,3 +35,8 @@ def test_seeded_runs(first: int) -> None:
 @pytest.mark.parametrize("first", range(START, START + CRASH_HEAVY_SEEDS, BATCH))
 def test_crash_heavy_seeded_runs(first: int) -> None:
     _run(range(first, min(first + BATCH, START + CRASH_HEAVY_SEEDS)), profile="crash-heavy")
+
+
+@pytest.mark.parametrize("first", range(START, START + CRASH_HEAVY_SEEDS, BATCH))
+def test_churn_seeded_runs(first: int) -> None:
+    _run(range(first, min(first + BATCH, START + CRASH_HEAVY_SEEDS)), profile="churn")

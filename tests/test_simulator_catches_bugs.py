@@ -41,7 +41,7 @@ class Mutant:
     #: "" for the seeds' own runs, or a profile of the default run (its crash-heavy seeds).
     profile: str = ""
     #: The budget: how many seeds of the default run may go by before the bug must have been caught (the default
-    #: run has 200 of the seeds' own and 40 crash-heavy ones).
+    #: run has 200 of the seeds' own, 40 crash-heavy and 40 churn ones).
     seeds: int = 40
 
 
@@ -227,6 +227,32 @@ def two_membership_changes(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Raft, "_conf_change_refusal", refusal)
 
 
+def wiped_member_keeps_its_key(mp: pytest.MonkeyPatch) -> None:
+    # A node whose disk was wiped comes back under its old member key, as if the disk did not matter: it votes and
+    # acknowledges in its old self's place with everything its old self promised forgotten.
+    from embedzk.testing.churn import Churn
+    from embedzk.testing.simdisk import SimDisk
+    from embedzk.testing.simulator import SimNode
+
+    def reborn(self: Churn, old: SimNode) -> None:
+        if self._wiped.pop(old.slot, None) is None:
+            return
+        old.retired = False
+        old.disk = SimDisk()
+        old.disk.on_drop = old._dropping
+        old.start()
+        self.sim.log_fault(f"{old.slot} back on a fresh disk as {old.id} (the same key)")
+
+    mp.setattr(Churn, "_reborn", reborn)
+
+
+def autopilot_asleep(mp: pytest.MonkeyPatch) -> None:
+    # The leader never changes the membership by itself: dead members stay, lost voters are never replaced.
+    import embedzk.replica.membership as membership
+
+    mp.setattr(membership, "next_change", lambda leader, members, policy: None)
+
+
 MUTANTS = [
     Mutant("figure-8 commit", figure_8_commit, r"commit rule broken|applied there elsewhere|lost write",
            profile="crash-heavy"),
@@ -244,6 +270,11 @@ MUTANTS = [
     Mutant("session expired early", session_expired_early, r"session expired early"),
     Mutant("two membership changes in flight", two_membership_changes, r"two membership changes in flight",
            profile="crash-heavy"),
+    Mutant("a wiped member votes as its old self", wiped_member_keeps_its_key,
+           r"vote not durable|acknowledged entries lost|acknowledged entry dropped|two leaders in term",
+           profile="churn"),
+    Mutant("the autopilot never replaces a dead member", autopilot_asleep,
+           r"gone for good are still in the membership|voters are not back to the target", profile="churn"),
 ]
 
 

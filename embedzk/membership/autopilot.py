@@ -5,8 +5,11 @@ caught up. Rules, in order of urgency; the leader takes at most one change at a 
 changes, thesis 4.1), and asks :func:`next_change` again once it is applied:
 
 1. a member leaving (``stop(leave=True)``): a voter's seat is handed to a ready learner first, then it is removed;
-2. a voter unreachable longer than ``member_timeout``: a ready learner is promoted in its place, then it is removed
-   (removed at once when no learner is ready);
+2. a voter unreachable longer than ``member_timeout``: it is removed, then (rule 4) a ready learner is promoted in its
+   place. Removing first is the safer order: with the dead voter still counted, a promotion would leave a
+   configuration that also needs the learner being promoted, so a second death, of that learner, would leave the
+   cluster without a quorum for good; once the dead voter is out, that death costs nothing (a leaving voter, alive,
+   is the other way round: its seat is handed over first);
 3. a learner unreachable longer than ``member_timeout``: removed;
 4. fewer voters than the target: the best ready learner is promoted;
 5. more voters than the target: the voter least fit to vote is demoted to a learner (never the leader).
@@ -86,12 +89,8 @@ def next_change(leader: str, members: Sequence[MemberView], policy: AutopilotPol
         if m.voter and ready and (target is None or len(voters) <= target):
             candidates.append(_promote(ready[0]))
         candidates.append(ConfChange(ConfChangeType.REMOVE, m.key))
-    # 2. Dead voters.
-    for m in sorted(voters, key=lambda m: m.key):
-        if dead(m):
-            if ready and (target is None or len(voters) <= target):
-                candidates.append(_promote(ready[0]))
-            candidates.append(ConfChange(ConfChangeType.REMOVE, m.key))
+    # 2. Dead voters: out first (see the module docstring), the promotion follows.
+    candidates += [ConfChange(ConfChangeType.REMOVE, m.key) for m in sorted(voters, key=lambda m: m.key) if dead(m)]
     # 3. Dead learners.
     candidates += [ConfChange(ConfChangeType.REMOVE, m.key) for m in sorted(learners, key=lambda m: m.key) if dead(m)]
     # 4-5. The number of voters.

@@ -21,8 +21,11 @@ the same list, which every request carries: a founder configured with another li
 
 What no protocol can prevent: a founding is remembered only on the disks of those who took part, so if a majority
 of the founders come up on fresh disks while every disk that remembers the cluster is down, they cannot know and
-found a second cluster. A founder that can reach any member of the existing cluster joins it instead (the replica
-answers founding requests with :class:`ClusterInfo` once it is a member).
+found a second cluster. A founder that can reach any member of the existing cluster joins it instead: a fresh
+founder first *listens* for a while (it asks every founder, and a member answers any founding message with
+:class:`ClusterInfo`) before it promises or accepts anything, and a founder that learnt of a cluster answers every
+founding request with what it learnt, so that a fresh founder cut off from the members cannot make a majority with
+it either.
 
 The class is sans-IO: the replica feeds it ticks and messages, persists :attr:`Founding.record` when
 :meth:`Founding.take_record` hands it out, and sends what :meth:`Founding.take_messages` releases (only messages
@@ -73,6 +76,7 @@ class Founding:
         rng: random.Random,
         retry_ticks: int,
         grace_ticks: int | None = None,
+        listen_ticks: int | None = None,
     ) -> None:
         if address not in founders:
             raise ValueError(f"{address} is not among the founders {founders}")
@@ -83,6 +87,12 @@ class Founding:
         self._rng = rng
         self._retry_ticks = max(1, retry_ticks)
         self._grace_ticks = max(1, retry_ticks // 2 if grace_ticks is None else grace_ticks)
+        # Ticks this founder only listens, at its start, for a member saying that the cluster exists; it answers
+        # no founding request meanwhile. A founder that promised before (a restart) has listened already.
+        taken_part = record.promised is not None or len(self.founders) == 1
+        listen = 2 * self._retry_ticks if listen_ticks is None else max(0, listen_ticks)
+        self._listen = 0 if taken_part else listen
+        self._probed = self._listen == 0
         #: The decided value once known.
         self.decided: FoundingValue | None = record.accepted if record.cluster_uuid else None
         #: Why founding cannot go on (another founder is configured with another list), or None.
@@ -140,6 +150,16 @@ class Founding:
         """One tick: start a new round when the delay runs out and nothing is decided."""
         if self.decided is not None or self.refusal is not None:
             return
+        if self._listen > 0:
+            if not self._probed:
+                # Round 0 is no ballot: acceptors ignore it, members answer it with what they know.
+                self._probed = True
+                probe = FoundPrepare(Ballot(0, self.key), self.founders, self.address)
+                for founder in self.founders:
+                    if founder != self.address:
+                        self._send(founder, probe)
+            self._listen -= 1
+            return
         if self._phase == 1 and self._grace is not None:
             self._grace -= 1
             if self._grace <= 0:
@@ -195,6 +215,8 @@ class Founding:
             return
         if not self._check_founders(msg.founders, msg.reply_to):
             return
+        if msg.ballot.round <= 0 or self._listen > 0:
+            return  # a probe, or we are still listening for the cluster: the proposer asks again
         self._highest_round = max(self._highest_round, msg.ballot.round)
         promised = self.record.promised
         if promised is not None and msg.ballot < promised:
@@ -214,6 +236,8 @@ class Founding:
             self._send(msg.reply_to, Founded(self.decided))
             return
         if not self._check_founders(msg.value.founders, msg.reply_to):
+            return
+        if self._listen > 0:
             return
         self._highest_round = max(self._highest_round, msg.ballot.round)
         promised = self.record.promised

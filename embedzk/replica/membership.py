@@ -198,6 +198,8 @@ class Membership:
         # meanwhile.
         self.announced: dict[str, tuple[str, float]] = {}
         self.routes_changed = False
+        # What a member told us of the existing cluster, while we are not a member ourselves.
+        self._learnt: ClusterInfo | None = None
         self.phase = self._initial_phase()
 
     # --- phases --------------------------------------------------------------------------------------------------
@@ -331,14 +333,20 @@ class Membership:
                     self._replica.send(to, msg)
             if self.phase is Phase.FOUNDING and founding.decided is not None:
                 value = founding.decided
-                if self.key in value.voter_keys():
+                status = self._replica.node.status()
+                if status.conf_state.members() or status.log_conf_state.members():
+                    # The first leader's appends came before the decision did: Raft took the membership from
+                    # them already.
+                    self._remember_founders(value)
+                    self._became_member()
+                elif self.key in value.voter_keys():
                     self._bootstrap(value)
                     self._became_member()
                 else:
                     self.phase = Phase.JOINING
                     self.contacts = [address for _key, address in value.voters]
                     self._last_join = -1e9
-        if self.phase is Phase.JOINING:
+        if self.phase in (Phase.JOINING, Phase.FOUNDING):
             status = self._replica.node.status()
             if status.conf_state.members() or status.log_conf_state.members():
                 self._became_member()
@@ -396,13 +404,20 @@ class Membership:
     # --- founding and joining ------------------------------------------------------------------------------------
 
     def _on_founding_message(self, msg: Any) -> None:
+        reply_to = getattr(msg, "reply_to", None)
+        answer_to = reply_to if isinstance(reply_to, str) and is_address(reply_to) else None
         if self.phase is Phase.MEMBER:
-            reply_to = getattr(msg, "reply_to", None)
-            if reply_to is not None and is_address(reply_to):
-                self._replica.send(reply_to, self.cluster_info())
+            if answer_to is not None:
+                self._replica.send(answer_to, self.cluster_info())
             return
-        if self.founding is not None:
-            self.founding.receive(msg)
+        founding = self.founding
+        if self._learnt is not None and (founding is None or founding.decided is None):
+            # We know the cluster exists: say so, and take no part in founding another.
+            if answer_to is not None:
+                self._replica.send(answer_to, self._learnt)
+            return
+        if founding is not None:
+            founding.receive(msg)
 
     def cluster_info(self) -> ClusterInfo:
         """What this member tells a founder or joiner about the cluster."""
@@ -415,6 +430,8 @@ class Membership:
     def _on_cluster_info(self, info: ClusterInfo) -> None:
         if self.phase not in (Phase.FOUNDING, Phase.JOINING):
             return
+        if info.members:
+            self._learnt = info
         if self.phase is Phase.FOUNDING:
             log.info("%s: a cluster exists already (%s): joining it", self.key, info.cluster_uuid)
             self.phase = Phase.JOINING
@@ -456,6 +473,10 @@ class Membership:
         members = status.log_conf_state.members()
         if req.key in members:
             return  # added already; it hears so through the log
+        if req.key in replica.removed_keys:
+            # Removed already: a request of its from before (delayed, or replayed) must not bring it back.
+            replica.send(req.address, Removed(replica.term, f"{req.key} was removed from the cluster"))
+            return
         self.announced[req.key] = (req.address, replica.now)
         self.routes_changed = True
         self.heard(req.key, replica.now)
@@ -520,7 +541,7 @@ class Membership:
             self.routes_changed = True
         if not replica.is_leader:
             return
-        if frm not in replica.node.status().log_conf_state.members():
+        if not replica.is_member(frm):
             replica.send(msg.address, Removed(replica.term, f"{frm} is not a member of the cluster (removed)"))
             return
         self._versions[frm] = (msg.min_version, msg.max_version)
@@ -787,7 +808,7 @@ class Membership:
             return True
         if self.phase is Phase.FOUNDING and founding is not None and founding.decided is not None:
             return True
-        if self.phase is Phase.JOINING:
+        if self.phase in (Phase.JOINING, Phase.FOUNDING):
             status = self._replica.node.status()
             return bool(status.conf_state.members() or status.log_conf_state.members())
         return False

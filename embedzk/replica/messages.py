@@ -107,7 +107,7 @@ class SnapshotHeaderV1:
 class SnapshotHeader:
     """The first chunk of a replica snapshot: what the replica keeps beside the tree. The tree's chunks follow.
 
-    Format 2 added the cluster's id and protocol version. ``format`` says which layout the rest of the snapshot
+    Format 2 added the cluster's id and protocol version, and the keys of removed members. ``format`` says which layout the rest of the snapshot
     has; a newer one than the reader knows is refused with an error naming both.
     """
 
@@ -116,6 +116,8 @@ class SnapshotHeader:
     last_time_ms: int = 0
     cluster_uuid: str = ""
     cluster_version: int = 0
+    #: Member keys removed from the cluster, newest last (bounded): never admitted again.
+    removed: tuple[str, ...] = ()
 
 
 @message(88)

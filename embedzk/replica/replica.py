@@ -86,6 +86,9 @@ log = logging.getLogger(__name__)
 
 #: The replica snapshot format this build writes; it reads this one and every older one.
 SNAPSHOT_FORMAT = 2
+#: Removed member keys remembered (and kept in snapshots): far more than a fleet removes within the time a request
+#: of a removed member could still be in flight.
+REMOVED_KEYS = 4096
 #: The highest session id ZooKeeper's encoding leaves free of the container/TTL markers (EphemeralType).
 MAX_SESSION_ID = 2**56
 
@@ -212,6 +215,9 @@ class Replica:
         #: The cluster's id and protocol version, as the applied log says.
         self.cluster_uuid = ""
         self.cluster_version = PROTOCOL_MIN
+        #: Keys of members removed from the cluster (the newest REMOVED_KEYS of them), as the applied log says: a
+        #: removed member never comes back under its key (a stale request of its own must not re-admit it).
+        self.removed_keys: dict[str, None] = {}
         self._last_time_ms = 0
         meta = storage.snapshot_meta()
         self.tree = self._restore(meta, storage.snapshot_chunks()) if meta.index > 0 else DataTree(
@@ -318,6 +324,17 @@ class Replica:
         """Every member, as this replica knows it."""
         return self.membership.members()
 
+    def _note_removed(self, key: str) -> None:
+        self.removed_keys.pop(key, None)
+        self.removed_keys[key] = None
+        while len(self.removed_keys) > REMOVED_KEYS:
+            del self.removed_keys[next(iter(self.removed_keys))]
+
+    def is_member(self, key: str) -> bool:
+        """Whether ``key`` is a member, or may be: in the newest configuration of the log, or in the applied one
+        (a removal not committed yet is not a removal)."""
+        return key in self._node.status().log_conf_state.members() or key in self._conf_state.members()
+
     def address_of(self, key: str) -> str:
         """Where member ``key`` listens, as far as known ("" if not known)."""
         if key == self.id and self.config.membership.address:
@@ -406,7 +423,8 @@ class Replica:
         elif self.membership.receive(frm, msg):
             pass
         elif isinstance(msg, SessionPing):
-            if self.is_leader:
+            # A member removed from the cluster keeps no session alive: its session expires as a dead one would.
+            if self.is_leader and self.is_member(frm):
                 for session_id in msg.session_ids:
                     self._tracker.touch(session_id, self._now)
         else:
@@ -424,6 +442,9 @@ class Replica:
             self.tree.check_op(op)
         except EmbedZKError as exc:
             return Completion(request_id, error=exc)
+        removed = self.membership.removed_reason
+        if removed is not None:
+            return Completion(request_id, error=SessionExpiredError(f"this peer is not a member any more: {removed}"))
         if session_id is None:
             session_id = self.session_id or 0
         if _needs_session(op) and not session_id:
@@ -437,6 +458,12 @@ class Replica:
         """Ask for a linearizable read barrier: completes once every write committed before now is applied here."""
         if request_id <= 0 or request_id in self._pending:
             raise ValueError(f"request id {request_id} must be positive and not in use")
+        removed = self.membership.removed_reason
+        if removed is not None:
+            self._completed.append(
+                Completion(request_id, error=SessionExpiredError(f"this peer is not a member any more: {removed}"))
+            )
+            return
         pending = _Pending(request_id, None, 0, self._now + timeout)
         self._pending[request_id] = pending
         self._ask_read_index(pending)
@@ -460,6 +487,7 @@ class Replica:
         """True if :meth:`ready` has something for the driver."""
         return (
             bool(self._outbox)
+            or bool(self._completed)
             or self._node.has_ready()
             or self._desired_state() is not self._state
             or self.membership.has_work()
@@ -670,13 +698,15 @@ class Replica:
         if command.origin == self.id and command.incarnation == self.incarnation and command.request_id:
             self._answer(command.request_id, result)
 
-    def _decode_entry(self, entry: Entry) -> Command | ClusterCommand | None:
+    def _decode_entry(self, entry: Entry, count_failure: bool = True) -> Command | ClusterCommand | None:
         try:
             value = decode(entry.data)
             if not isinstance(value, (Command, ClusterCommand)):
                 raise DecodeError(f"a {type(value).__name__} is not a log entry's data")
             return value
         except DecodeError as exc:
+            if not count_failure:
+                return None
             # Every replica holds the same bytes, so every replica skips the entry alike.
             self.decode_failures += 1
             log.error("%s: entry %d is not a command (%s); skipped", self.id, entry.index, exc)
@@ -775,6 +805,7 @@ class Replica:
         self._members_changed = True
         if change.type == ConfChangeType.REMOVE:
             self.addresses.pop(change.node_id, None)
+            self._note_removed(change.node_id)
             if change.node_id == self.id:
                 self.membership.removed(f"{self.id} was removed from the cluster (entry {entry.index})")
         elif change.context:
@@ -807,6 +838,9 @@ class Replica:
             if header.cluster_uuid:
                 self.cluster_uuid = header.cluster_uuid
             self.cluster_version = max(self.cluster_version, header.cluster_version)
+            self.removed_keys = {}
+            for key in header.removed:
+                self._note_removed(key)
         return DataTree.restore(rest, max_data_bytes=self.config.max_data_bytes)
 
     def _install_snapshot(self, meta: SnapshotMeta, chunks: list[bytes], out: ReplicaOutput) -> None:
@@ -840,7 +874,12 @@ class Replica:
             if self.applied - self._snapshot_index < self.config.snapshot_entries:
                 return
             header = SnapshotHeader(
-                SNAPSHOT_FORMAT, dict(self.addresses), self._last_time_ms, self.cluster_uuid, self.cluster_version
+                SNAPSHOT_FORMAT,
+                dict(self.addresses),
+                self._last_time_ms,
+                self.cluster_uuid,
+                self.cluster_version,
+                tuple(self.removed_keys),
             )
             term = self._storage.term(self.applied)
             meta = SnapshotMeta(self.applied, term, self._conf_state)
@@ -863,6 +902,8 @@ class Replica:
     def _ensure_session(self) -> None:
         if self.session_id is not None or self._session_request is not None or self._node.lead is None:
             return
+        if self.membership.phase is Phase.REMOVED:
+            return  # no member any more: no session
         self._internal_ids -= 1
         request_id = self._internal_ids
         self._session_request = request_id
@@ -921,7 +962,7 @@ class Replica:
 
     def _ping_leader(self) -> None:
         lead = self._node.lead
-        if lead is None or lead == self.id or self.session_id is None:
+        if lead is None or lead == self.id or self.session_id is None or self.membership.phase is Phase.REMOVED:
             return
         interval = max(1, int(self.config.session_timeout / 3 / self.config.tick_interval))
         if self._ticks - self._last_ping_tick >= interval:
@@ -962,9 +1003,24 @@ class Replica:
         if self.is_leader:
             self._tracker.reset(self.tree.sessions().keys(), self._now)
             self._reaping.clear()
+            self._catch_up_clock()
             self.membership.became_leader()
         # Requests waiting for a leader can go now.
         self._retry_pending()
+
+    def _catch_up_clock(self) -> None:
+        """A new leader's time stamps must not go back within the log: entries of its predecessor that it holds
+        but has not applied yet may carry a later time (its clock was ahead). Take the latest of them."""
+        log_ = self._node.raft.log
+        lo, hi = self.applied + 1, log_.last_index() + 1
+        while lo < hi:
+            batch = log_.slice(lo, hi, log_.max_applying_bytes)
+            for entry in batch:
+                if entry.type == EntryType.NORMAL and entry.data:
+                    command = self._decode_entry(entry, count_failure=False)
+                    if isinstance(command, Command):
+                        self._last_time_ms = max(self._last_time_ms, command.txn.time_ms)
+            lo = batch[-1].index + 1
 
     def _lead_silent(self) -> bool:
         # A follower loses its leader through its election timer; a learner has none, so a learner whose leader

@@ -177,7 +177,9 @@ class LocalCluster:
             t.join()
         try:
             if errors:
-                raise errors[min(errors)]
+                # The cause first: a member that could not start at all, rather than those that waited for it.
+                causes = [pid for pid in sorted(errors) if not isinstance(errors[pid], OperationTimeoutError)]
+                raise errors[(causes or sorted(errors))[0]]
             self.wait_connected(max(0.1, deadline - time.monotonic()))
         except BaseException:
             self.stop()

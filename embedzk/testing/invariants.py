@@ -33,6 +33,7 @@ from embedzk.consensus.messages import Message, MessageType
 from embedzk.consensus.types import Entry, EntryType, SnapshotMeta
 from embedzk.errors import DecodeError
 from embedzk.replica import Replica
+from embedzk.membership.identity import user_id
 from embedzk.replica.messages import Bundle, Command, SessionPing
 from embedzk.tree.txn import CloseSessionOp
 
@@ -99,16 +100,21 @@ class Invariants:
         if earlier != candidate:
             self._fail(f"two votes in one term: {node_id} voted for {earlier} and for {candidate} in term {term}")
 
-    def delivered(self, node_id: str, replica: Replica, msg: Any) -> None:
-        """``msg`` reached ``node_id``: note when a leader heard from which sessions.
+    def delivered(self, node_id: str, replica: Replica, msg: Any, frm: str = "") -> None:
+        """``msg`` reached ``node_id`` from ``frm``: note when a leader heard from which sessions.
 
         Only pings count: a leader takes every ping as a sign of life, but a forwarded request only when it
         proposes it (not a copy, not one from another term), so counting forwards could credit a silence the
-        leader rightly saw. Missing a sign of life only makes the check weaker, never wrong."""
+        leader rightly saw; and only pings from a member: a member removed from the cluster keeps no session
+        alive. Missing a sign of life only makes the check weaker, never wrong."""
         if isinstance(msg, Bundle):
             for inner in msg.messages:
-                self.delivered(node_id, replica, inner)
-        elif isinstance(msg, SessionPing) and replica.is_leader:
+                self.delivered(node_id, replica, inner, frm)
+        elif (
+            isinstance(msg, SessionPing)
+            and replica.is_leader
+            and replica.is_member(frm)
+        ):
             for session_id in msg.session_ids:
                 self._heard[(node_id, session_id)] = replica.now
 
@@ -264,6 +270,9 @@ class Invariants:
             self._fail(f"session expired early: leader {node_id} closes its own session {session_id:#x}")
         if session is None or session[0] == node_id:
             return  # closed already (a retry), or a session of this node's earlier incarnation
+        members = replica.node.status().log_conf_state.members()
+        if user_id(session[0]) == user_id(node_id) and session[0] not in members:
+            return  # the session of the member this one replaced (its id, on a disk that is gone)
         owner, timeout_ms = session
         since = self._leading_since.get(node_id)
         last = max(since[1] if since is not None else replica.now, self._heard.get((node_id, session_id), 0.0))

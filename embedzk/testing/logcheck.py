@@ -15,10 +15,8 @@ in time. Unlike :func:`~embedzk.testing.linearizability.check`, this needs the z
 call (nested paths, sequential and ephemeral nodes, sessions that close) in one pass over the log. The simulator
 runs both: the search on the flat keys, which trusts no zxid, and this on everything.
 
-The replay also checks a promise of the replicas: the leader's clock never goes back within the log (mtimes, and
-the TTL decisions made from them, are monotonic). Across a change of leader the replicas do not keep it yet (a new
-leader stamps its first entries before it has applied its predecessor's, with its own clock): ``strict_time`` asks
-for it anyway.
+The replay also checks a promise of the replicas: the leaders' clock never goes back within the log, across changes
+of leader too (mtimes, and the TTL decisions made from them, are monotonic).
 """
 
 from __future__ import annotations
@@ -76,14 +74,11 @@ def _agrees(expected: tuple[str, Any], output: Any) -> bool:
 
 
 def check_history(
-    committed: Mapping[int, tuple[int, bytes]], calls: Sequence[Any], last: int, strict_time: bool = True
+    committed: Mapping[int, tuple[int, bytes]], calls: Sequence[Any], last: int
 ) -> tuple[LogReplay, list[str]]:
     """Replay ``committed`` (index -> (term, data)) up to ``last`` and judge ``calls`` (the simulator's records:
     ``kind``, ``input``, ``output``, ``call``, ``ret``, ``node``, ``client``, ``zxid`` for reads, ``request`` for
-    writes). Returns the replay and the problems found (empty: the history passes).
-
-    ``strict_time`` False checks the time stamps' order within each term only (one leader's clock), not across a
-    change of leader."""
+    writes). Returns the replay and the problems found (empty: the history passes)."""
     replay = LogReplay()
     problems = replay.problems
     reads = sorted((c for c in calls if _judged_read(c)), key=lambda c: c.zxid)
@@ -105,7 +100,7 @@ def check_history(
         txn = command.txn
         if isinstance(txn.op, _TIMED):
             term = entry[0]
-            if last_time is not None and (strict_time or term == last_time[1]) and txn.time_ms < last_time[2]:
+            if last_time is not None and txn.time_ms < last_time[2]:
                 problems.append(
                     f"the leader's time goes back in the log: entry {index} (term {term}) is stamped "
                     f"{txn.time_ms} ms, entry {last_time[0]} (term {last_time[1]}) {last_time[2]} ms"

@@ -3,7 +3,6 @@
 ``python -m embedzk.testing.simulate --seed 1234`` replays one run (the command a failing test prints);
 ``python -m embedzk.testing.simulate --seeds 1000 --start 0`` runs a sweep and reports every failing seed;
 ``--profile crash-heavy`` runs the same seeds with crashes and stale replays only, almost three times as often;
-``--strict-time`` also holds the leaders' time stamps to never going back across a change of leader.
 
 Replicas log what they refuse (a corrupted frame, a message of an unexpected type); a sweep keeps only errors.
 """
@@ -11,7 +10,6 @@ Replicas log what they refuse (a corrupted frame, a message of an unexpected typ
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
@@ -19,16 +17,10 @@ import time
 from embedzk.testing.simulator import PROFILES, SimConfig, Simulation, SimulationFailure
 
 
-def run_seed(
-    seed: int, summary: dict[str, int] | None = None, profile: str = "", strict_time: bool = False
-) -> str | None:
+def run_seed(seed: int, summary: dict[str, int] | None = None, profile: str = "") -> str | None:
     """Run the simulation of ``seed`` (under ``profile``, see simulator.PROFILES); return None if it passed,
-    else the failure report. ``summary``, if given, receives what the run did. ``strict_time``: see
-    SimConfig.strict_time."""
-    config = SimConfig.for_seed(seed, profile)
-    if strict_time:
-        config = dataclasses.replace(config, strict_time=True)
-    sim = Simulation(config)
+    else the failure report. ``summary``, if given, receives what the run did."""
+    sim = Simulation(SimConfig.for_seed(seed, profile))
     try:
         sim.run()
     except SimulationFailure as exc:
@@ -47,15 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first seed of the sweep")
     parser.add_argument("--profile", default="", choices=["", *sorted(PROFILES)],
                         help="a named variation of the seeds' runs (crash-heavy: crashes and replays, three times as often)")
-    parser.add_argument("--strict-time", action="store_true",
-                        help="also require the leaders' time stamps never to go back across a change of leader")
     args = parser.parse_args(argv)
     if args.seed is not None:
         config = SimConfig.for_seed(args.seed, args.profile)
         print(f"seed {args.seed}: {config}")
         logging.basicConfig(level=logging.WARNING)
         replay: dict[str, int] = {}
-        problem = run_seed(args.seed, replay, args.profile, args.strict_time)
+        problem = run_seed(args.seed, replay, args.profile)
         print(replay)
         print(problem or "ok")
         return 1 if problem else 0
@@ -65,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     for seed in range(args.start, args.start + args.seeds):
         summary: dict[str, int] = {}
-        problem = run_seed(seed, summary, args.profile, args.strict_time)
+        problem = run_seed(seed, summary, args.profile)
         for key, value in summary.items():
             totals[key] = totals.get(key, 0) + value
         if problem:

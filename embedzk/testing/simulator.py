@@ -17,6 +17,11 @@ history is linearizable (:mod:`embedzk.testing.linearizability` on the flat keys
 everything, :mod:`embedzk.testing.logcheck`); watches fired as the committed history says
 (:mod:`embedzk.testing.watchcheck`); every path read back on every member matches the log's replay.
 
+Membership (:mod:`embedzk.testing.churn`): some runs start on fresh disks and found the cluster (the founders'
+Paxos), and some churn: disks wiped (the node comes back as a new member, under a new key), workers joining,
+leaving, dying for good, and coming back at another address, while the leader's autopilot keeps the voters; once
+healed the voters must be back to the target, every member alive, no dead member left in the membership.
+
 Every random choice comes from ``random.Random(seed)``, so a failing run is replayed exactly by its seed:
 ``python -m embedzk.testing.simulate --seed N``.
 """
@@ -43,8 +48,11 @@ from embedzk.errors import (
     OperationTimeoutError,
     PeerStoppedError,
 )
+from embedzk.membership.identity import is_address, member_key, new_tag
 from embedzk.replica import Completion, Replica, ReplicaConfig
+from embedzk.replica.membership import MembershipConfig
 from embedzk.replica.messages import pack
+from embedzk.testing.churn import Churn
 from embedzk.testing.invariants import Invariants
 from embedzk.testing.network import NetworkProfile, SimNetwork
 from embedzk.testing.simdisk import SimDisk
@@ -77,6 +85,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "transfers": False,
         "replays": True,
         "strike_rate": 0.5,
+    },
+    # ``churn``: every run founds itself on fresh disks and churns its membership, with crashes and partitions
+    # on top; the administrator's own membership changes stay out (the autopilot decides).
+    "churn": {
+        "founding": True,
+        "churn": True,
+        "membership": False,
+        "fault_interval": 0.2,
     },
 }
 
@@ -123,9 +139,12 @@ class SimConfig:
     pre_vote: bool = True
     session_timeout: float = 1.0
     request_timeout: float = 1.0
-    #: Whether the leaders' time stamps must never go back in the log across a change of leader either (see
-    #: :mod:`embedzk.testing.logcheck`); within one leader's term they always must.
-    strict_time: bool = False
+    #: Start on fresh disks: the voters found the cluster among themselves, the learners join it.
+    founding: bool = False
+    #: Membership churn (wiped disks, joins, leaves, deaths, moves) with the autopilot keeping ``voters`` voters.
+    churn: bool = False
+    #: Seconds a member may be unreachable before the autopilot removes it (churn runs).
+    member_timeout: float = 0.8
     #: The named profile this run was derived with (see :data:`PROFILES`); "" for the seed's own.
     profile: str = ""
 
@@ -175,6 +194,9 @@ class SimConfig:
             slow_node=rng.choice((0.0, 0.01, 0.03)),
             pre_vote=rng.random() < 0.7,
             max_inflight_msgs=rng.choice((2, 8)),
+            founding=rng.random() < 0.3,
+            churn=rng.random() < 0.25,
+            member_timeout=rng.choice((0.5, 0.8, 1.5)),
         )
 
 
@@ -227,9 +249,16 @@ class SimClock:
 class SimNode:
     """One simulated peer: a replica over a simulated disk. ``replica`` is None while the node is down."""
 
-    def __init__(self, sim: Simulation, node_id: str, disk: SimDisk) -> None:
+    def __init__(self, sim: Simulation, node_id: str, disk: SimDisk, slot: str = "") -> None:
         self.sim = sim
+        #: The member key: the node's name in the protocol (its id, and its disk's tag for a disk that has one).
         self.id = node_id
+        #: The worker this node runs as (a wiped disk's successor runs in the same slot, under a new key).
+        self.slot = slot or node_id
+        #: Where it listens: what founders and joiners send to before they know its key.
+        self.address = f"sim://{self.slot}"
+        #: Gone for good (its disk wiped, it died, or it left): never restarted.
+        self.retired = False
         self.disk = disk
         disk.on_drop = self._dropping
         self.replica: Replica | None = None
@@ -269,7 +298,9 @@ class SimNode:
             max_size_per_msg=self.sim.config.max_size_per_msg,
             max_inflight_msgs=self.sim.config.max_inflight_msgs,
             pre_vote=self.sim.config.pre_vote,
+            membership=self.sim.membership_config(self),
         )
+        self.sim.bound[self.address] = self.id
         if self.incarnation:
             self.sim.invariants.restarting(self.id, self.disk)
         self.incarnation += 1
@@ -380,6 +411,14 @@ class SimNode:
             kinds.setdefault(to, set()).add(msg.type.name if isinstance(msg, Message) else type(msg).__name__)
         network = self.sim.network
         for to, frame in pack(messages):
+            if is_address(to):
+                # Founders and joiners reach a worker by its address: whoever listens there now gets it.
+                target = self.sim.bound.get(to)
+                sent_kinds = kinds.pop(to)
+                if target is None:
+                    continue
+                kinds.setdefault(target, set()).update(sent_kinds)
+                to = target
             network.send(self.sim.now, self.id, to, frame)
             for kind in kinds[to]:
                 network.remember(kind, self.id, to, frame)
@@ -411,7 +450,7 @@ class SimNode:
                 f"decoding a {'corrupted' if corrupt else 'sound'} frame from {frm} raised {type(exc).__name__} "
                 f"instead of DecodeError: {exc}"
             )
-        self.sim.invariants.delivered(self.id, self.replica, msg)
+        self.sim.invariants.delivered(self.id, self.replica, msg, frm)
         self.replica.receive(frm, msg)
         self.pump()
 
@@ -436,10 +475,23 @@ class Simulation:
         self.workload = Workload(self.rng, config.keys)
         voters = tuple(f"n{i}" for i in range(config.voters))
         learners = tuple(f"l{i}" for i in range(config.learners))
-        conf = ConfState(voters=voters, learners=learners)
-        self.nodes: dict[str, SimNode] = {
-            node_id: SimNode(self, node_id, SimDisk(conf)) for node_id in voters + learners
-        }
+        #: Address -> the key of the node listening there now.
+        self.bound: dict[str, str] = {}
+        #: The founders' addresses (the first voters' slots): founding runs found among them, and a founder back on
+        #: a fresh disk asks them whether the cluster exists.
+        self.founders = tuple(f"sim://{slot}" for slot in voters)
+        self.first_voters = voters
+        self.nodes: dict[str, SimNode] = {}
+        if config.founding:
+            for slot in voters + learners:
+                key = member_key(slot, new_tag(self.rng))
+                self.nodes[key] = SimNode(self, key, SimDisk(), slot)
+        else:
+            conf = ConfState(voters=voters, learners=learners)
+            for slot in voters + learners:
+                self.nodes[slot] = SimNode(self, slot, SimDisk(conf))
+        voters = tuple(k for k, n in self.nodes.items() if n.slot in self.first_voters)
+        self.churn = Churn(self)
         if config.slow_node:
             self.network.extra_delay[self.rng.choice(voters)] = config.slow_node
         self._next_member = 0
@@ -666,6 +718,8 @@ class Simulation:
             kinds += ["partition", "partition_leader", "partition_leader", "one_way", "bridge"]
         if config.membership:
             kinds += ["membership", "membership"]
+        if config.churn:
+            kinds += ["churn", "churn", "churn"]
         if config.pauses:
             kinds += ["pause"]
         if config.clocks:
@@ -703,7 +757,7 @@ class Simulation:
         self.at(self.now + downtime, functools.partial(self._restart, node))
 
     def _restart(self, node: SimNode) -> None:
-        if node.id not in self.nodes or node.up:
+        if node.id not in self.nodes or node.up or node.retired:
             return
         self.log_fault(f"restart {node.id}")
         node.start()
@@ -801,6 +855,23 @@ class Simulation:
         leader.transfer_leadership(target)
         self.nodes[leader_id].pump()
 
+    def _fault_churn(self) -> None:
+        self.churn.fault()
+
+    def membership_config(self, node: SimNode) -> MembershipConfig:
+        """How ``node`` founds or joins the cluster, and how the leader keeps its voters."""
+        config = self.config
+        contacts = tuple(sorted(n.address for n in self.nodes.values() if n.up and n is not node)) or self.founders
+        return MembershipConfig(
+            address=node.address,
+            founders=self.founders,
+            contacts=tuple(sorted(set(contacts) | set(self.founders))),
+            wants_vote=not config.churn and node.slot in self.first_voters,
+            voters=config.voters if config.churn else None,
+            member_timeout=config.member_timeout if config.churn else None,
+            founding_grace=0.1,
+        )
+
     def _fault_membership(self) -> None:
         leader_id = self._current_leader()
         if leader_id is None:
@@ -830,8 +901,13 @@ class Simulation:
             self._schedule_ticks(node, self.config.duration + self.config.settle + 3.0)
             change = ConfChange(ConfChangeType.ADD_LEARNER, new_id)
         elif len(conf.voters) > 3:
-            # Any voter, the leader too (it manages the cluster without counting itself until the change commits).
-            change = ConfChange(ConfChangeType.REMOVE, rng.choice(conf.voters))
+            # Any voter, the leader too (it manages the cluster without counting itself until the change commits);
+            # with churn, not one whose removal leaves fewer than a majority of the voters alive (some may be
+            # gone for good, waiting for the autopilot).
+            victim = rng.choice(conf.voters)
+            if self.config.churn and not self.churn.may_retire(victim):
+                return False
+            change = ConfChange(ConfChangeType.REMOVE, victim)
         else:
             return False
         try:
@@ -870,9 +946,10 @@ class Simulation:
         self.log_fault("heal all, restart all")
         self.network.heal(self.now)
         self.network.profile = NetworkProfile()
-        for node in self.nodes.values():
+        self.churn.heal()
+        for node in list(self.nodes.values()):
             node.clock.set_rate(self.now, 1.0)
-            if not node.up:
+            if not node.up and not node.retired:
                 node.start()
 
     def _current_leader(self) -> str | None:
@@ -914,7 +991,6 @@ class Simulation:
             f"at {self.now:.3f}s; recent faults:\n  {recent}\n"
             f"replay: python -m embedzk.testing.simulate --seed {self.config.seed}"
             + (f" --profile {self.config.profile}" if self.config.profile else "")
-            + (" --strict-time" if self.config.strict_time else "")
         )
 
     def _check_progress(self, now: float) -> None:
@@ -991,6 +1067,7 @@ class Simulation:
                 self.fail(f"{node.id} digest differs from the leader's after settling")
         self._check_logs(up, members)
         self._check_history(target, [n for n in up if n.id in members])
+        self.churn.check()
 
     def _check_logs(self, up: list[SimNode], members: set[str]) -> None:
         # Log matching: over the indexes two disks both hold, up to the commit point, the terms agree.
@@ -1009,7 +1086,7 @@ class Simulation:
         from embedzk.testing.history_check import check_calls
         from embedzk.testing.logcheck import check_history
 
-        replay, problems = check_history(self.invariants.committed, self.calls, last, self.config.strict_time)
+        replay, problems = check_history(self.invariants.committed, self.calls, last)
         if problems:
             self.fail(problems[0] + (f"\n(and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
         self._read_back(replay.model, members)
