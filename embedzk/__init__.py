@@ -4,6 +4,8 @@ Every worker process of an application creates one :class:`Peer`; the peers elec
 hierarchical namespace of znodes with ZooKeeper's semantics, keep it in LevelDB and signal changes through blinker.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from embedzk.errors import (
     BadArgumentsError,
     BadVersionError,
@@ -13,6 +15,7 @@ from embedzk.errors import (
     DecodeError,
     EmbedZKError,
     MarshallingError,
+    MembershipError,
     NoChildrenForEphemeralsError,
     NodeExistsError,
     NoNodeError,
@@ -26,27 +29,50 @@ from embedzk.errors import (
     StorageError,
     ZnodeError,
 )
-from embedzk.model import EventType, KeeperState, Stat, WatchedEvent
-from embedzk.peer import Peer, Transaction
-from embedzk.recipes import (
-    Barrier,
-    CancelledError,
-    Counter,
-    DoubleBarrier,
-    Election,
-    LeaderLatch,
-    Lock,
-    LockingQueue,
-    LockTimeout,
-    Party,
-    Queue,
-    ReadLock,
-    Semaphore,
-    ServiceRegistry,
-    ShallowParty,
-    TreeCache,
-    WriteLock,
+from embedzk.model import EventType, KeeperState, Member, Stat, WatchedEvent
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time these load on first use (see __getattr__)
+    from embedzk.peer import Peer, Transaction
+    from embedzk.recipes import (
+        Barrier,
+        CancelledError,
+        Counter,
+        DoubleBarrier,
+        Election,
+        LeaderLatch,
+        Lock,
+        LockingQueue,
+        LockTimeout,
+        Party,
+        Queue,
+        ReadLock,
+        Semaphore,
+        ServiceRegistry,
+        ShallowParty,
+        TreeCache,
+        WriteLock,
+    )
+
+# The runtime (the Peer over ZeroMQ and LevelDB, and the recipes built on it) loads on first use: the pure parts
+# (embedzk.consensus, embedzk.tree, embedzk.codec ...) import without zmq, plyvel or the Peer.
+_RECIPES = (
+    "Barrier", "CancelledError", "Counter", "DoubleBarrier", "Election", "LeaderLatch", "Lock", "LockingQueue",
+    "LockTimeout", "Party", "Queue", "ReadLock", "Semaphore", "ServiceRegistry", "ShallowParty", "TreeCache",
+    "WriteLock",
 )
+_LAZY = {"Peer": "embedzk.peer", "Transaction": "embedzk.peer", **dict.fromkeys(_RECIPES, "embedzk.recipes")}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedzk' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0.dev0"
 
@@ -70,6 +96,8 @@ __all__ = [
     "LockingQueue",
     "LockTimeout",
     "MarshallingError",
+    "Member",
+    "MembershipError",
     "NoChildrenForEphemeralsError",
     "NodeExistsError",
     "NoNodeError",

@@ -15,13 +15,13 @@ are contiguous from ``first_index`` to ``last_index``.
 from __future__ import annotations
 
 from embedzk.consensus.types import Entry, SnapshotMeta
-from embedzk.persist.base import CompactedError, Storage, UnavailableError
+from embedzk.consensus.storage import CompactedError, LogStorage, UnavailableError
 
 __all__ = ["RaftLog", "Unstable", "entries_size", "limit_size"]
 
 
 def entries_size(entries: list[Entry]) -> int:
-    """The payload size of ``entries`` (their data only, as the Storage contract counts it)."""
+    """The payload size of ``entries`` (their data only, as the storage contract counts it)."""
     return sum(len(e.data) for e in entries)
 
 
@@ -159,7 +159,7 @@ class RaftLog:
 
     __slots__ = ("storage", "unstable", "committed", "applying", "applied", "max_applying_bytes")
 
-    def __init__(self, storage: Storage, max_applying_bytes: int | None = None) -> None:
+    def __init__(self, storage: LogStorage, max_applying_bytes: int | None = None) -> None:
         self.storage = storage
         first = storage.first_index()
         last = storage.last_index()

@@ -36,7 +36,7 @@ from embedzk.consensus.types import (
     HardState,
     SnapshotMeta,
 )
-from embedzk.persist.base import CompactedError, Storage, UnavailableError
+from embedzk.consensus.storage import CompactedError, LogStorage, UnavailableError
 
 __all__ = ["Config", "Raft", "ReadState", "SoftState", "StateRole", "CAMPAIGN_TRANSFER"]
 
@@ -115,7 +115,7 @@ class Config:
     max_inflight_msgs: int = 256
     #: Bytes of uncommitted entry data the leader accepts before it drops proposals (0: no limit).
     max_uncommitted_bytes: int = 64 << 20
-    #: Informational: the chunks sent are whatever ``Storage.snapshot_chunks()`` holds.
+    #: Informational: the chunks sent are whatever ``storage.snapshot_chunks()`` holds.
     snapshot_chunk_bytes: int = 1 << 20
     #: Pre-vote (thesis 9.6): a node campaigns only if a majority would vote for it, so a partitioned node that
     #: rejoins does not depose a healthy leader.
@@ -163,7 +163,7 @@ class _SnapshotAssembly:
 class Raft:
     """One node's Raft state. Driven through :class:`~embedzk.consensus.rawnode.RawNode`."""
 
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: Config, storage: LogStorage) -> None:
         config.validate()
         self.id = config.id
         self.election_timeout = config.election_tick

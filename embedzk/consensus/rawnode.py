@@ -20,7 +20,7 @@ from embedzk.consensus.types import (
     HardState,
     SnapshotMeta,
 )
-from embedzk.persist.base import Storage
+from embedzk.consensus.storage import LogStorage
 
 __all__ = ["ProgressStatus", "RawNode", "Ready", "Status"]
 
@@ -125,7 +125,7 @@ class RawNode:
     """One Raft node, driven step by step: inputs in (``tick``, ``step``, ``propose`` ...), a :class:`Ready` out,
     ``advance`` back in. Single-threaded: call it from one thread only."""
 
-    def __init__(self, config: Config, storage: Storage) -> None:
+    def __init__(self, config: Config, storage: LogStorage) -> None:
         """Start (or restart) from what ``storage`` holds: hard state, membership, log."""
         self._raft = Raft(config, storage)
         self._prev_soft = self._raft.soft_state()

@@ -1,13 +1,10 @@
 """The Storage interface: what the consensus core reads and what the driver writes.
 
-The read side is etcd-io/raft's ``Storage``: the consensus core asks it for entries and terms it has handed to the
-driver earlier. The write side is the driver's: after :meth:`RawNode.ready` it appends entries and hard state
-(durably, in one atomic batch: group commit), installs snapshots received from the leader, stores local snapshots
-and compacts the log behind them.
-
-Layout of the log: entries ``first_index() .. last_index()`` are held. Everything up to ``first_index() - 1`` (the
-compaction point) is covered by the snapshot; ``term(first_index() - 1)`` is still answered. A fresh storage is
-bootstrapped with a snapshot at index 0 whose ConfState holds the initial members.
+The read side is :class:`embedzk.consensus.storage.LogStorage` (etcd-io/raft's ``Storage``, kept with the core as
+etcd keeps it): the consensus core asks it for entries and terms it has handed to the driver earlier. The write
+side is the driver's: after :meth:`RawNode.ready` it appends entries and hard state (durably, in one atomic batch:
+group commit), installs snapshots received from the leader, stores local snapshots and compacts the log behind
+them, and keeps the disk's member record (:mod:`embedzk.membership.identity`).
 """
 
 from __future__ import annotations
@@ -16,17 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
-from embedzk.errors import EmbedZKError
+from embedzk.consensus.storage import CompactedError, LogStorage, UnavailableError
+from embedzk.consensus.types import Entry, HardState, SnapshotMeta
 from embedzk.membership.identity import MemberRecord
 
-
-class CompactedError(EmbedZKError):
-    """The entry asked for was compacted away: the asker needs a snapshot instead."""
-
-
-class UnavailableError(EmbedZKError):
-    """The entry asked for is beyond the last one held."""
+__all__ = ["CompactedError", "SnapshotPart", "Storage", "UnavailableError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,44 +41,9 @@ class SnapshotPart:
 
 
 @runtime_checkable
-class Storage(Protocol):
-    """Durable (or, for tests, memory-backed) state of one replica."""
-
-    # --- read side: the consensus core -------------------------------------------------------------------------
-
-    def initial_state(self) -> tuple[HardState, ConfState]:
-        """The hard state last saved, and the membership of the latest snapshot."""
-        ...
-
-    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
-        """Entries ``lo`` up to (not including) ``hi``; at most ``max_bytes`` of data, but never fewer than one.
-
-        Raises CompactedError if ``lo < first_index()``, UnavailableError if ``hi > last_index() + 1``.
-        """
-        ...
-
-    def term(self, index: int) -> int:
-        """The term of entry ``index``; ``first_index() - 1`` is answered from the compaction point.
-
-        Raises CompactedError below that, UnavailableError above ``last_index()``.
-        """
-        ...
-
-    def first_index(self) -> int:
-        """The index of the first entry held (one past the compaction point)."""
-        ...
-
-    def last_index(self) -> int:
-        """The index of the last entry held (the compaction point if none is held)."""
-        ...
-
-    def snapshot_meta(self) -> SnapshotMeta:
-        """What the latest snapshot stands for (index 0 and the initial membership if none was taken)."""
-        ...
-
-    def snapshot_chunks(self) -> Sequence[bytes]:
-        """The latest snapshot's data, in the chunks it was stored in (empty for the bootstrap snapshot)."""
-        ...
+class Storage(LogStorage, Protocol):
+    """Durable (or, for tests, memory-backed) state of one replica: the read side the consensus core uses
+    (:class:`~embedzk.consensus.storage.LogStorage`) and the write side of the driver."""
 
     # --- write side: the driver ----------------------------------------------------------------------------------
 
