@@ -1,7 +1,9 @@
 """Raft, as a pure state machine (sans-IO), modelled on etcd-io/raft.
 
-The consensus core never opens a socket, starts a thread, reads a clock, touches a disk or uses global randomness.
-The driver (the peer's loop thread, or the simulator) owns all of that and talks to a :class:`RawNode`.
+The consensus core never opens a socket, starts a thread, reads a clock, writes to a disk or uses global randomness.
+The driver (the peer's loop thread, or the simulator) owns all of that and talks to a :class:`RawNode`. The core
+does read its storage (:class:`~embedzk.consensus.storage.LogStorage`: entries and terms it handed out earlier),
+through the object the driver gives it.
 
 Starting a node
 ---------------
@@ -24,7 +26,8 @@ Inputs
 * ``node.tick()`` at a fixed interval (say every 100 ms). Elections take ``Config.election_tick`` ticks
   (randomized up to twice that), heartbeats ``Config.heartbeat_tick``.
 * ``node.step(message)`` for every message received from the network. Decode with ``embedzk.codec.decode(...,
-  expect=Message)`` first; step never raises for a well-typed message, whatever its age, duplicates or order.
+  expect=Message)`` first; step raises nothing of its own for a well-typed message, whatever its age, duplicates
+  or order (a storage read that fails is another matter: see "Storage errors" below).
 * ``node.propose(data)`` / ``node.propose_conf_change(cc)`` to replicate. Raises ProposalDroppedError if the
   proposal cannot be taken (fail fast). An accepted proposal may still be lost: only its application proves it.
 * ``node.read_index(ctx)`` for a linearizable read: a ``ReadState(index, ctx)`` comes out in a later Ready once
@@ -73,6 +76,15 @@ Rules the core relies on:
   step 2.
 * The Ready's entries, snapshot and committed entries, once handed out, are not handed out again. If the driver
   cannot carry out a Ready (a disk error), it must stop the node: restart it from storage.
+
+Storage errors
+--------------
+
+The core reads storage in ``step``, ``propose``, ``ready`` and the other inputs. CompactedError and
+UnavailableError are answers it handles. Any other exception (a corrupt or unreadable disk) propagates out of the
+call that made the read, and leaves the node in an unspecified state: the driver must stop the node and restart it
+from storage, as it must after a failed write. The peer's loop does so by failing the peer (every call raises
+PeerStoppedError; its session expires on the others); a new Peer restarts it.
 
 Snapshots and compaction
 ------------------------

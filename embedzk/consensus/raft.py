@@ -494,7 +494,7 @@ class Raft:
     # --- the entry point for messages ----------------------------------------------------------------------------
 
     def step(self, m: Message) -> None:
-        """Handle a message from another node (etcd: Step). Never raises for what the network can do to
+        """Handle a message from another node (etcd: Step). Raises nothing of its own for what the network can do to
         messages: stale, duplicated, reordered or unknown senders are ignored or answered as etcd does."""
         if m.term > self.term:
             if m.type == _VOTE or m.type == _PRE_VOTE:
