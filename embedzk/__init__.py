@@ -14,6 +14,7 @@ from embedzk.errors import (
     DataInconsistencyError,
     DecodeError,
     EmbedZKError,
+    LoopThreadError,
     MarshallingError,
     MembershipError,
     NoChildrenForEphemeralsError,
@@ -57,7 +58,8 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time these load on fi
 # (embedzk.consensus, embedzk.tree, embedzk.codec ...) import without zmq, plyvel or the Peer.
 _RECIPES = (
     "Barrier", "CancelledError", "Counter", "DoubleBarrier", "Election", "LeaderLatch", "Lock", "LockingQueue",
-    "LockTimeout", "Party", "Queue", "ReadLock", "Semaphore", "ServiceRegistry", "ShallowParty", "TreeCache",
+    "LockTimeout",
+    "LoopThreadError", "Party", "Queue", "ReadLock", "Semaphore", "ServiceRegistry", "ShallowParty", "TreeCache",
     "WriteLock",
 )
 _LAZY = {"Peer": "embedzk.peer", "Transaction": "embedzk.peer", **dict.fromkeys(_RECIPES, "embedzk.recipes")}

@@ -56,6 +56,7 @@ class Loop:
         on_output: Hook,
         name: str,
         on_crash: Callable[[BaseException], None] | None = None,
+        new_future: Callable[[], Future[Any]] = Future,
     ) -> None:
         self.replica = replica
         self.storage = storage
@@ -63,6 +64,8 @@ class Loop:
         self.tick_interval = tick_interval
         self._on_output = on_output
         self._on_crash = on_crash
+        # How the futures handed to callers are made (a Peer's run their callbacks off this thread).
+        self._new_future = new_future
         self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake_pending = False
         # Calls still queued after an iteration took its share: the next iteration does not wait for frames.
@@ -103,7 +106,7 @@ class Loop:
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the loop thread; the future holds its result (or exception)."""
-        future: Future[Any] = Future()
+        future: Future[Any] = self._new_future()
         self._put((_CALL, fn, future), future)
         return future
 
@@ -120,20 +123,20 @@ class Loop:
         ``errors_as_values`` a failed request whose completion still carries a value (a multi's per-operation
         results) resolves to that value.
         """
-        future: Future[Any] = Future()
+        future: Future[Any] = self._new_future()
         self._put((_OP, op, future, transform, errors_as_values, timeout), future)
         return future
 
     def sync(self, timeout: float) -> Future[Any]:
         """Ask the replica for a read barrier (read-index); the future resolves to None once it is passed here."""
-        future: Future[Any] = Future()
+        future: Future[Any] = self._new_future()
         self._put((_SYNC, None, future, None, False, timeout), future)
         return future
 
     def member_change(self, kind: str, peer_id: str, address: str, voter: bool, timeout: float) -> Future[Any]:
         """Ask the leader (through the replica) for an add_member ("add") or remove_member ("remove"); the future
         resolves to None once it is made."""
-        future: Future[Any] = Future()
+        future: Future[Any] = self._new_future()
         self._put((_MEMBER, (kind, peer_id, address, voter), future, None, False, timeout), future)
         return future
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from embedzk._futures import chain
 from embedzk.model import Stat, WatchedEvent
 
 if TYPE_CHECKING:
@@ -27,7 +28,25 @@ T = TypeVar("T")
 
 
 async def _await(future: Future[T]) -> T:
-    return await asyncio.wrap_future(future)
+    # Completed straight from the peer's future (not through the dispatch thread, where watch callbacks run): the
+    # event loop hears of the result as soon as it exists.
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def copy(done: Future[T]) -> None:
+        def settle() -> None:
+            if waiter.cancelled():
+                return
+            exc = done.exception()
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(done.result())
+
+        loop.call_soon_threadsafe(settle)
+
+    chain(future, copy)
+    return await waiter
 
 
 class AsyncPeer:

@@ -152,6 +152,10 @@ class ConfigurationError(EmbedZKError):
     """The peer's configuration is wrong (ids, addresses, data directory); the message says what."""
 
 
+class LoopThreadError(EmbedZKError):
+    """A blocking call was made on the peer's own loop thread, where it would wait for itself forever."""
+
+
 class MembershipError(EmbedZKError):
     """A membership change (add_member, remove_member, a leave) could not be made; the message says why."""
 

@@ -18,15 +18,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import blinker
 
 from embedzk._dispatch import Dispatcher
+from embedzk._futures import PeerFuture, chain
 from embedzk._loop import Loop
 from embedzk.errors import (
     BadArgumentsError,
     ConfigurationError,
+    LoopThreadError,
     MembershipError,
     NodeExistsError,
     NoNodeError,
@@ -64,6 +66,31 @@ WatchFn = Callable[[WatchedEvent], Any]
 
 #: Seconds the first static voters to start wait for the other configured voters before founding without them.
 STATIC_FOUNDING_GRACE = 3.0
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _blocking(method: _F) -> _F:
+    """A Peer method that waits for the loop: refused on the loop thread before it asks anything of it."""
+
+    @functools.wraps(method)
+    def checked(self: Peer, *args: Any, **kwargs: Any) -> Any:
+        self._refuse_on_loop_thread()
+        return method(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def _blocking_transaction(method: _F) -> _F:
+    """As :func:`_blocking`, for a Transaction's method."""
+
+    @functools.wraps(method)
+    def checked(self: Transaction, *args: Any, **kwargs: Any) -> Any:
+        self._peer._refuse_on_loop_thread()
+        return method(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 class _SignalTarget:
@@ -402,6 +429,7 @@ class Peer(PeerRecipes):
                 on_output=self._on_output,
                 on_crash=self._on_crash,
                 name=f"embedzk-{self.id}-loop",
+                new_future=self._new_future,
             )
             self._dispatcher.start()
             self._loop.start()
@@ -645,7 +673,20 @@ class Peer(PeerRecipes):
     def _on_loop(self, fn: Callable[[], Any]) -> Future[Any]:
         return self._running_loop().call(fn)
 
+    def _new_future(self) -> Future[Any]:
+        """A future for the application: its done-callbacks run on the dispatch thread, never on the loop's."""
+        return PeerFuture(self._dispatcher.submit)
+
+    def _refuse_on_loop_thread(self) -> None:
+        loop = self._loop
+        if loop is not None and threading.current_thread() is loop.thread:
+            raise LoopThreadError(
+                f"peer {self.id}: a blocking call on the peer's own loop thread would wait for itself forever; "
+                f"use the *_async calls there"
+            )
+
     def _wait(self, future: Future[Any]) -> Any:
+        self._refuse_on_loop_thread()
         try:
             return future.result(self.request_timeout + 5.0)
         except TimeoutError:
@@ -654,6 +695,7 @@ class Peer(PeerRecipes):
     # ----------------------------------------------------------------------------------------------------------
     # znode operations
 
+    @_blocking
     def create(
         self,
         path: str,
@@ -696,6 +738,7 @@ class Peer(PeerRecipes):
         its next change or deletion."""
         if watch is None:  # the tree validates the path whenever it finds no node there
             return self._running_replica().tree.get(path)
+        self._refuse_on_loop_thread()
         return self._wait(self.get_async(path, watch))
 
     def get_async(self, path: str, watch: WatchFn | None = None) -> Future[tuple[bytes, Stat]]:
@@ -715,6 +758,7 @@ class Peer(PeerRecipes):
         """The Stat of ``path``, or None. ``watch`` fires once when it is created, changed or deleted."""
         if watch is None:
             return self._running_replica().tree.exists(path)
+        self._refuse_on_loop_thread()
         return self._wait(self.exists_async(path, watch))
 
     def exists_async(self, path: str, watch: WatchFn | None = None) -> Future[Stat | None]:
@@ -735,6 +779,7 @@ class Peer(PeerRecipes):
         a child is added or removed, or the node is deleted."""
         if watch is None:
             return self._children(path, include_data)
+        self._refuse_on_loop_thread()
         return self._wait(self.get_children_async(path, watch, include_data))
 
     def get_children_async(self, path: str, watch: WatchFn | None = None, include_data: bool = False) -> Future[Any]:
@@ -766,6 +811,7 @@ class Peer(PeerRecipes):
             raise NoNodeError(path)
         return stat
 
+    @_blocking
     def set(self, path: str, value: bytes, version: int = -1) -> Stat:
         """Replace the data of ``path`` if its version is ``version`` (-1: any); return the new Stat."""
         return self._wait(self.set_async(path, value, version))
@@ -776,6 +822,7 @@ class Peer(PeerRecipes):
         _check_version(version)
         return self._write(SetDataOp(path, bytes(value), version))
 
+    @_blocking
     def delete(self, path: str, version: int = -1, recursive: bool = False) -> None:
         """Delete ``path`` if its version is ``version``. ``recursive`` deletes the whole subtree, atomically."""
         if not recursive:
@@ -813,6 +860,7 @@ class Peer(PeerRecipes):
             self._subtree_deletes(tree, child, ops)
             ops.append(DeleteOp(child, -1))
 
+    @_blocking
     def ensure_path(self, path: str) -> None:
         """Create ``path`` and its missing ancestors as empty persistent nodes; nothing if it exists."""
         validate_path(path)
@@ -826,7 +874,7 @@ class Peer(PeerRecipes):
     def ensure_path_async(self, path: str) -> Future[None]:
         """:meth:`ensure_path`, returning a Future."""
         validate_path(path)
-        outer: Future[None] = Future()
+        outer: Future[None] = self._new_future()
         inner = self.create_async(path, b"", makepath=True)
 
         def done(f: Future[Any]) -> None:
@@ -836,13 +884,14 @@ class Peer(PeerRecipes):
             else:
                 outer.set_exception(exc)
 
-        inner.add_done_callback(done)
+        chain(inner, done)
         return outer
 
     def transaction(self) -> Transaction:
         """Start a transaction: ``create``, ``delete``, ``set_data``, ``check``, then ``commit()``."""
         return Transaction(self)
 
+    @_blocking
     def sync(self, path: str = "/") -> None:
         """A linearizable read barrier: afterwards local reads reflect every write committed before the call."""
         self._wait(self.sync_async(path))
@@ -855,6 +904,7 @@ class Peer(PeerRecipes):
     # ----------------------------------------------------------------------------------------------------------
     # persistent watches
 
+    @_blocking
     def watch(self, path: str, recursive: bool = False) -> blinker.Signal:
         """A persistent watch on ``path`` (and, if ``recursive``, its whole subtree), as a blinker signal.
 
@@ -870,15 +920,16 @@ class Peer(PeerRecipes):
         with self._lock:
             target = self._signals.get(key)
             if target is not None:  # registered already (or queued for the loop ahead of anything asked later)
-                done: Future[blinker.Signal] = Future()
+                done: Future[blinker.Signal] = self._new_future()
                 done.set_result(target.signal)
                 return done
             new = _SignalTarget(blinker.Signal(f"watch {path}{' recursive' if recursive else ''}"), bool(recursive))
             kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
             registered = self._on_loop(lambda: self._registry.add(kind, path, new))
             self._signals[key] = new
-        return _then(registered, lambda _v: new.signal)
+        return _then(registered, lambda _v: new.signal, self._new_future())
 
+    @_blocking
     def unwatch(self, path: str) -> None:
         """End the persistent watches on ``path`` (recursive or not)."""
         with self._lock:
@@ -1033,6 +1084,7 @@ class Peer(PeerRecipes):
         self._wait_member_change("remove", id, "", False)
 
     def _wait_member_change(self, kind: str, peer_id: str, address: str, voter: bool) -> None:
+        self._refuse_on_loop_thread()
         timeout = self.request_timeout
         future = self._running_loop().member_change(kind, peer_id, address, voter, timeout)
         try:
@@ -1081,6 +1133,7 @@ class Transaction:
         _check_version(version)
         self._ops.append(CheckOp(path, version))
 
+    @_blocking_transaction
     def commit(self) -> list[Any]:
         """Apply everything; return one result per operation (kazoo's shapes: path, True, Stat, True). If one
         failed, nothing changed and the list holds error instances (RolledBackError before the failure, the
@@ -1118,9 +1171,8 @@ def _latency_figures(samples: Any) -> dict[str, float]:
     }
 
 
-def _then(future: Future[Any], fn: Callable[[Any], Any]) -> Future[Any]:
-    """A future for ``fn(result of future)``."""
-    outer: Future[Any] = Future()
+def _then(future: Future[Any], fn: Callable[[Any], Any], outer: Future[Any]) -> Future[Any]:
+    """``outer``, completed with ``fn(result of future)``."""
 
     def done(f: Future[Any]) -> None:
         exc = f.exception()
@@ -1132,7 +1184,7 @@ def _then(future: Future[Any], fn: Callable[[Any], Any]) -> Future[Any]:
         except BaseException as err:
             outer.set_exception(err)
 
-    future.add_done_callback(done)
+    chain(future, done)
     return outer
 
 
