@@ -37,11 +37,18 @@ from embedzk.errors import (
     PeerStoppedError,
 )
 from embedzk.membership.identity import MemberRecord, member_key, new_tag, user_id
-from embedzk.membership.versions import PROTOCOL_MAX, PROTOCOL_MIN, check_range
+from embedzk.membership.versions import PROTOCOL_MAX, PROTOCOL_MIN
 from embedzk.model import EventType, KeeperState, Member, Stat, WatchedEvent
 from embedzk.persist.base import Storage
 from embedzk.persist.memory import MemoryStorage
 from embedzk.recipes.mixin import PeerRecipes
+from embedzk.settings import (
+    check_endpoint,
+    check_id,
+    check_membership_settings,
+    check_peer_settings,
+    peer_map,
+)
 from embedzk.replica import Replica, ReplicaConfig, ReplicaOutput
 from embedzk.membership.messages import LeaveRequest
 from embedzk.replica.membership import MembershipConfig
@@ -156,12 +163,12 @@ class Peer(PeerRecipes):
         zmq_context: Any = None,
         protocol_version: int | None = None,
     ) -> None:
-        peers = _peer_map(peers)
-        _check_id(id, "peer id")
-        seed_list = _check_membership_config(
+        peers = peer_map(peers)
+        check_id(id, "peer id")
+        seed_list = check_membership_settings(
             bind, peers, seeds, observer, voters, member_timeout, tick_interval, election_tick, protocol_version
         )
-        _check_config(id, bind, peers, observer, session_timeout, tick_interval, election_tick, request_timeout)
+        check_peer_settings(id, bind, peers, observer, session_timeout, tick_interval, election_tick, request_timeout)
         self.id = id
         #: The seed addresses (None: a static membership, ``peers``).
         self.seeds = seed_list
@@ -1062,7 +1069,7 @@ class Peer(PeerRecipes):
         """
         _check_member_id(id, self.id, "add")
         try:
-            _check_endpoint(address, f"the address of {id!r}")
+            check_endpoint(address, f"the address of {id!r}")
         except ConfigurationError as exc:
             raise BadArgumentsError(str(exc)) from None
         if voter and self.seeds is not None:
@@ -1219,164 +1226,9 @@ def _check_watch(watch: Any) -> None:
         raise BadArgumentsError(f"watch must be callable, got {type(watch).__name__}")
 
 
-def _check_config(
-    id: Any,
-    bind: Any,
-    peers: dict[str, str],
-    observer: bool,
-    session_timeout: Any,
-    tick_interval: Any,
-    election_tick: Any,
-    request_timeout: Any,
-) -> None:
-    """Raise ConfigurationError naming the first thing wrong with a Peer's settings."""
-    _check_id(id, "peer id")
-    if id in peers:
-        raise ConfigurationError(
-            f"peers lists this peer's own id {id!r}: peers are the *other* members (give this one bind=...)"
-        )
-    for other, address in peers.items():
-        _check_id(other, "the id of a member in peers")
-        _check_endpoint(address, f"the address of peer {other!r}")
-    if bind is not None:
-        _check_endpoint(bind, "bind")
-    if peers and bind is None:
-        raise ConfigurationError("a peer with other members must say where it listens (bind=...)")
-    by_address: dict[str, str] = {}
-    for other, address in [(id, bind), *peers.items()]:
-        if address is None or address.startswith("tcp://") and address.rsplit(":", 1)[-1] in ("0", "*"):
-            continue  # a port chosen at bind time cannot collide
-        if address in by_address:
-            raise ConfigurationError(f"peers {by_address[address]!r} and {other!r} have the same address {address!r}")
-        by_address[address] = other
-    if observer and not peers:
-        raise ConfigurationError("an observer (observer=True) needs the voting members in peers={...}")
-    for name, value in (("session_timeout", session_timeout), ("tick_interval", tick_interval),
-                        ("request_timeout", request_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    if isinstance(election_tick, bool) or not isinstance(election_tick, int) or election_tick < 2:
-        raise ConfigurationError(f"election_tick must be an int >= 2, got {election_tick!r}")
-    election = tick_interval * election_tick
-    if session_timeout < 2 * election:
-        raise ConfigurationError(
-            f"session_timeout {session_timeout}s is too small: it must be at least twice the election timeout "
-            f"(tick_interval {tick_interval}s x election_tick {election_tick} = {election:.2f}s), or sessions "
-            f"would expire during an ordinary election"
-        )
-
-
-def _check_id(value: Any, what: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
-    if "://" in value:
-        raise ConfigurationError(f"{what} must not contain '://' (that is how addresses are told from ids): {value!r}")
-    if len(value) > 128 or not value.isprintable():
-        raise ConfigurationError(f"{what} must be printable and at most 128 characters, got {value!r}")
-
-
-def _check_endpoint(address: Any, what: str) -> None:
-    if not isinstance(address, str):
-        raise ConfigurationError(f"{what} must be a string such as 'tcp://127.0.0.1:7001', got {address!r}")
-    scheme, sep, rest = address.partition("://")
-    if not sep or scheme not in ("tcp", "ipc", "inproc"):
-        raise ConfigurationError(f"{what} must start with tcp://, ipc:// or inproc://, got {address!r}")
-    if not rest:
-        raise ConfigurationError(f"{what} {address!r} names no {'host' if scheme == 'tcp' else 'endpoint'}")
-    if scheme == "tcp":
-        host, colon, port = rest.rpartition(":")
-        if not colon or not host:
-            raise ConfigurationError(f"{what} {address!r} must be tcp://HOST:PORT")
-        if port != "*" and not (port.isdigit() and 0 <= int(port) <= 65535):
-            raise ConfigurationError(f"{what} {address!r} has no valid port (0-65535): {port!r}")
-
-
-def _peer_map(peers: Any) -> dict[str, str]:
-    """``peers`` as a dict: a mapping, or pairs of (id, address) in which no id may repeat."""
-    if peers is None:
-        return {}
-    if isinstance(peers, Mapping):
-        return dict(peers)
-    if isinstance(peers, (str, bytes)):
-        raise ConfigurationError(f"peers must map member ids to addresses, got {peers!r}")
-    result: dict[str, str] = {}
-    try:
-        pairs = list(peers)
-    except TypeError:
-        raise ConfigurationError(f"peers must map member ids to addresses, got {peers!r}") from None
-    for pair in pairs:
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ConfigurationError(f"peers must map member ids to addresses; {pair!r} is not an (id, address) pair")
-        other, address = pair
-        if other in result:
-            raise ConfigurationError(f"duplicate peer id {other!r} in peers ({result[other]!r} and {address!r})")
-        result[other] = address
-    return result
-
-
 def _check_member_id(peer_id: Any, own: str, kind: str) -> None:
     if not isinstance(peer_id, str) or not peer_id:
         raise BadArgumentsError(f"a member id must be a non-empty string, got {peer_id!r}")
     if peer_id == own:
         what = "stop(leave=True) to leave the cluster" if kind == "remove" else "another id"
         raise BadArgumentsError(f"{peer_id!r} is this peer itself: use {what}")
-
-
-def _check_membership_config(
-    bind: Any,
-    peers: dict[str, str],
-    seeds: Any,
-    observer: bool,
-    voters: Any,
-    member_timeout: Any,
-    tick_interval: Any,
-    election_tick: Any,
-    protocol_version: Any,
-) -> list[str] | None:
-    """Raise ConfigurationError naming what is wrong with the membership settings; return the seed list."""
-    election_timeout = (
-        tick_interval * election_tick
-        if isinstance(tick_interval, (int, float)) and isinstance(election_tick, int)
-        else 0.0
-    )
-    if protocol_version is not None:
-        if isinstance(protocol_version, bool) or not isinstance(protocol_version, int):
-            raise ConfigurationError(f"protocol_version must be an int, got {protocol_version!r}")
-        problem = check_range(PROTOCOL_MIN, protocol_version)
-        if problem:
-            raise ConfigurationError(f"protocol_version={protocol_version}: {problem}")
-    if isinstance(voters, bool) or voters not in (1, 3, 5, 7):
-        raise ConfigurationError(f"voters must be 1, 3, 5 or 7 (an odd number: a majority of it decides), got {voters!r}")
-    if isinstance(member_timeout, bool) or not isinstance(member_timeout, (int, float)) or not member_timeout > 0:
-        raise ConfigurationError(f"member_timeout must be a positive number of seconds, got {member_timeout!r}")
-    if member_timeout < 3 * election_timeout:
-        raise ConfigurationError(
-            f"member_timeout {member_timeout}s is too short: at least three election timeouts "
-            f"({3 * election_timeout:.2f}s), or members are removed during an ordinary election"
-        )
-    if seeds is None:
-        return None
-    if isinstance(seeds, (str, bytes)):
-        raise ConfigurationError(f"seeds must be a list of addresses, got the string {seeds!r}")
-    if peers:
-        raise ConfigurationError(
-            "give either peers= (a static membership) or seeds= (an elastic cluster), not both"
-        )
-    if observer:
-        raise ConfigurationError(
-            "observer=True is for static memberships (peers=); with seeds= the autopilot decides who votes"
-        )
-    try:
-        seed_list = list(seeds)
-    except TypeError:
-        raise ConfigurationError(f"seeds must be a list of addresses, got {seeds!r}") from None
-    for seed in seed_list:
-        _check_endpoint(seed, "a seed address")
-    if len(set(seed_list)) != len(seed_list):
-        raise ConfigurationError(f"seeds lists an address twice: {seed_list}")
-    if bind is None:
-        raise ConfigurationError("a peer of an elastic cluster must say where it listens (bind=...)")
-    if bind in seed_list and bind.startswith("tcp://") and bind.rsplit(":", 1)[-1] in ("0", "*"):
-        raise ConfigurationError(f"a seed must have a fixed port; bind {bind!r} is among the seeds")
-    return seed_list
-

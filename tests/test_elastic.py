@@ -267,15 +267,27 @@ def test_members_changed_is_signalled(fleet: _Fleet) -> None:
 
 
 def test_the_cluster_runs_the_highest_version_every_member_speaks(fleet: _Fleet) -> None:
-    fleet.start("s0", "s1", "s2")
-    [pinned] = fleet.start("w1", protocol_version=2)
+    # One founder still runs the older release (pinned to protocol version 2), two the newer one.
+    pinned = fleet.make("s0", protocol_version=2)
+    newer = [fleet.make("s1"), fleet.make("s2")]
+    threads = [threading.Thread(target=p.start, args=(20,)) for p in (pinned, *newer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fleet.start("w1")
     leader = fleet.leader()
-    # A peer too new for a cluster pinned lower would be refused; here the cluster stays at 2 while w1 is in it.
+    # The cluster stays at 2 while s0 is in it: once the leader has heard every member say what it speaks (the
+    # moment it decides), the version is still 2.
+    replica = leader._replica
+    assert replica is not None
+    wait_until(lambda: set(leader.members()) <= {m.partition("@")[0] for m in replica.membership._versions}, 10)
     assert leader.stats()["cluster_version"] == 2
     # At version 2 a follower has no word from the leader on reachability and lag.
     follower = next(p for p in fleet.running() if not p.is_leader and p is not pinned)
     assert all(m.reachable is None for m in follower.members().values() if m.id != follower.id)
-    pinned.stop(leave=True)
+    pinned.stop(leave=True)  # the last old peer goes: the version rises
+    leader = fleet.leader()
     wait_until(lambda: leader.stats()["cluster_version"] == 3, 10, what="the version rises")
     wait_until(lambda: all(m.reachable for m in follower.members().values()), 10)
 

@@ -115,8 +115,6 @@ class Config:
     max_inflight_msgs: int = 256
     #: Bytes of uncommitted entry data the leader accepts before it drops proposals (0: no limit).
     max_uncommitted_bytes: int = 64 << 20
-    #: Informational: the chunks sent are whatever ``storage.snapshot_chunks()`` holds.
-    snapshot_chunk_bytes: int = 1 << 20
     #: Pre-vote (thesis 9.6): a node campaigns only if a majority would vote for it, so a partitioned node that
     #: rejoins does not depose a healthy leader.
     pre_vote: bool = True
@@ -771,12 +769,18 @@ class Raft:
 
     # --- proposals -------------------------------------------------------------------------------------------
 
-    def _append_entries(self, entries: list[Entry]) -> bool:
-        """Append proposed entries in this term; False if over the uncommitted budget (etcd: appendEntry)."""
-        size = entries_size(entries)
+    def _take_uncommitted(self, size: int) -> bool:
+        """Count ``size`` more bytes of uncommitted entry data; False (nothing counted) if over the budget. One
+        entry always goes, however large, when nothing is uncommitted (etcd: increaseUncommittedSize)."""
         if self.uncommitted_size > 0 and size > 0 and self.uncommitted_size + size > self.max_uncommitted_size:
             return False
         self.uncommitted_size += size
+        return True
+
+    def _append_entries(self, entries: list[Entry]) -> bool:
+        """Append proposed entries in this term; False if over the uncommitted budget (etcd: appendEntry)."""
+        if not self._take_uncommitted(entries_size(entries)):
+            return False
         li = self.log.last_index()
         term = self.term
         appended = [Entry(term, li + 1 + i, e.type, e.data) for i, e in enumerate(entries)]
@@ -790,9 +794,8 @@ class Raft:
             size = 0
             for d in datas:
                 size += len(d)
-            if self.uncommitted_size > 0 and size > 0 and self.uncommitted_size + size > self.max_uncommitted_size:
+            if not self._take_uncommitted(size):
                 raise ProposalDroppedError("too many uncommitted bytes")
-            self.uncommitted_size += size
             first = self.log.last_index() + 1
             term = self.term
             self.log.append([Entry(term, first + i, _NORMAL, d) for i, d in enumerate(datas)])

@@ -155,11 +155,6 @@ class RawNode:
         bytes, removed from the cluster)."""
         self._raft.propose_data([data])
 
-    def propose_many(self, datas: list[bytes]) -> None:
-        """Propose several normal entries at once (all or none; they land contiguously in the log)."""
-        if datas:
-            self._raft.propose_data(list(datas))
-
     def propose_conf_change(self, cc: ConfChange) -> None:
         """Propose a membership change. On the leader it is refused (ProposalDroppedError) while another change
         (or the leader's first entry of its term) is not applied yet, or when it would change nothing. On a

@@ -59,10 +59,6 @@ class ProgressTracker:
         self.outgoing = outgoing
         self.progress = progress
 
-    def is_voter(self, member: str) -> bool:
-        """Whether ``member`` votes."""
-        return member in self.voters
-
     def committed(self) -> int:
         """The largest index a majority of voters hold."""
         progress = self.progress

@@ -45,7 +45,8 @@ from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
 from embedzk.errors import DecodeError, StorageError
 from embedzk.membership.identity import MemberRecord
 from embedzk.persist.base import CompactedError, SnapshotPart, UnavailableError
-from embedzk.persist.memory import check_contiguous, check_member_record, limit_size
+from embedzk.consensus.log import limit_size
+from embedzk.persist.memory import check_contiguous, check_member_record
 from embedzk.persist.records import (
     FORMAT_VERSION,
     OLDEST_FORMAT_VERSION,

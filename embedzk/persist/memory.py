@@ -13,27 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from embedzk.consensus.log import limit_size
 from embedzk.consensus.types import ConfState, Entry, HardState, SnapshotMeta
 from embedzk.membership.identity import MemberRecord
 from embedzk.persist.base import CompactedError, SnapshotPart, UnavailableError
 
-__all__ = ["MemoryStorage", "check_contiguous", "check_member_record", "limit_size"]
-
-
-def limit_size(entries: list[Entry], max_bytes: int | None) -> list[Entry]:
-    """The longest prefix of ``entries`` whose data adds up to at most ``max_bytes``, but never fewer than one.
-
-    Only the entries' data counts (not their index, term or type), as the Storage contract says; ``None`` means
-    no limit. Returning at least one entry is what keeps a follower progressing past an entry larger than the limit.
-    """
-    if max_bytes is None or not entries:
-        return entries
-    total = 0
-    for n, entry in enumerate(entries):
-        total += len(entry.data)
-        if total > max_bytes and n > 0:
-            return entries[:n]
-    return entries
+__all__ = ["MemoryStorage", "check_contiguous", "check_member_record"]
 
 
 def check_contiguous(entries: Sequence[Entry]) -> None:

@@ -44,6 +44,7 @@ from embedzk.consensus.types import (
 )
 from embedzk.errors import (
     BadArgumentsError,
+    ConfigurationError,
     ConnectionLossError,
     DecodeError,
     EmbedZKError,
@@ -71,6 +72,7 @@ from embedzk.replica.messages import (
     SnapshotHeaderV1,
 )
 from embedzk.replica.sessions import SessionTracker
+from embedzk.settings import check_election
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
 from embedzk.tree.txn import (
     CloseSessionOp,
@@ -119,17 +121,10 @@ class ReplicaConfig:
     membership: MembershipConfig = field(default_factory=MembershipConfig)
 
     def validate(self) -> None:
-        """Raise BadArgumentsError if the settings contradict each other."""
-        election = self.tick_interval * self.election_tick
-        if self.tick_interval <= 0 or self.election_tick <= self.heartbeat_tick or self.heartbeat_tick < 1:
-            raise BadArgumentsError("tick_interval must be > 0 and election_tick > heartbeat_tick >= 1")
-        if self.session_timeout < 2 * election:
-            raise BadArgumentsError(
-                f"session_timeout {self.session_timeout}s must be at least twice the election timeout "
-                f"({election:.3f}s), or sessions expire during an ordinary election"
-            )
+        """Raise ConfigurationError if the settings contradict each other (the rules of embedzk.settings)."""
+        check_election(self.tick_interval, self.election_tick, self.heartbeat_tick, self.session_timeout)
         if self.snapshot_entries < 1 or self.keep_entries < 0:
-            raise BadArgumentsError("snapshot_entries must be >= 1 and keep_entries >= 0")
+            raise ConfigurationError("snapshot_entries must be >= 1 and keep_entries >= 0")
 
 
 @dataclass(slots=True)

@@ -60,6 +60,7 @@ from zmq.utils import z85
 
 from embedzk.errors import ConfigurationError
 from embedzk.membership.versions import PROTOCOL_MAX, PROTOCOL_MIN
+from embedzk.settings import check_endpoint
 from embedzk.transport.base import (
     DEFAULT_HWM,
     DEFAULT_MAX_FRAME_BYTES,
@@ -140,8 +141,8 @@ def _z85(key: bytes) -> bytes:
 
 
 def _check_endpoint(endpoint: object, what: str) -> str:
-    if not isinstance(endpoint, str) or not endpoint.startswith(_SCHEMES) or endpoint in _SCHEMES:
-        raise ConfigurationError(f"{what} must be a tcp://, ipc:// or inproc:// endpoint, not {endpoint!r}")
+    check_endpoint(endpoint, what)
+    assert isinstance(endpoint, str)
     return endpoint
 
 
