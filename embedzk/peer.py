@@ -1037,9 +1037,12 @@ class Peer(PeerRecipes):
             stats["callbacks_pending"] = self._dispatcher.pending()
             stats["callbacks_failed"] = self._dispatcher.failed
             stats["callbacks_slow"] = self._dispatcher.slow
+            # Frames turned away by the transport (not ours: wrong magic, cluster or version, oversized) and by the
+            # codec (ours, but not a valid message).
             stats["frames_rejected"] = loop.decode_errors
             if self._transport is not None:
                 stats["transport"] = self._transport.stats()
+                stats["frames_rejected"] += stats["transport"].get("rejected", 0)
             return stats
 
         return self._on_loop(gather)

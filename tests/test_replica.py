@@ -282,3 +282,35 @@ def test_a_forward_lost_in_transit_is_sent_again(cluster: Cluster) -> None:
             break
     answers = [c for c in cluster.completions[follower.id] if c.request_id == 9]
     assert answers and answers[0].error is None and answers[0].value == "/lost-once"
+
+
+def test_a_read_asked_by_an_earlier_incarnation_never_answers_this_ones_sync() -> None:
+    # Request ids start again at every start. A read index the previous incarnation asked for (answered late, at
+    # an older index) must not complete the restarted replica's sync of the same request id.
+    c = Cluster()
+    c.run(1.0)
+    follower = c.follower()
+    fid = follower.id
+    old_incarnation = follower.incarnation
+    follower.sync(1, 5.0)
+    c.pump(fid)
+    asked = [frame for frm, to, frame in c.queue if frm == fid]
+    assert asked, "the follower asked the leader for a read index"
+    c.queue = [item for item in c.queue if item[0] != fid]  # the old process's question is still out there
+    c.replicas[fid] = restarted = Replica(
+        ReplicaConfig(id=fid, tick_interval=TICK, session_timeout=0.5, reap_interval=0.05),
+        c.disks[fid],
+        random.Random(98),
+    )
+    assert restarted.incarnation != old_incarnation
+    c.completions[fid] = []
+    restarted.sync(1, 5.0)
+    # The old question's answer arrives: an index from before (0 here).
+    from embedzk.replica.replica import _read_ctx
+
+    restarted._on_read_state(0, _read_ctx(fid, old_incarnation, 1))
+    c.pump(fid)
+    assert not [done for done in c.completions[fid] if done.request_id == 1], "answered by the old read"
+    c.run(1.0)
+    answers = [done for done in c.completions[fid] if done.request_id == 1]
+    assert len(answers) == 1 and answers[0].error is None

@@ -642,12 +642,12 @@ class Replica:
     def _ask_read_index(self, pending: _Pending) -> None:
         pending.asked_at = self._ticks
         try:
-            self._node.read_index(_read_ctx(self.id, pending.request_id))
+            self._node.read_index(_read_ctx(self.id, self.incarnation, pending.request_id))
         except ProposalDroppedError:
             pass  # no leader now: asked again on a later tick
 
     def _on_read_state(self, index: int, ctx: bytes) -> None:
-        request_id = _parse_read_ctx(self.id, ctx)
+        request_id = _parse_read_ctx(self.id, self.incarnation, ctx)
         pending = self._pending.get(request_id) if request_id is not None else None
         if pending is not None and pending.op is None and pending.read_index is None:
             pending.read_index = index
@@ -1085,13 +1085,17 @@ def _addressed(to: str, msg: Any) -> tuple[str, Any]:
     return (to, msg)
 
 
-def _read_ctx(replica_id: str, request_id: int) -> bytes:
-    return f"{replica_id}\x00{request_id}".encode()
+def _read_ctx(replica_id: str, incarnation: int, request_id: int) -> bytes:
+    # The incarnation too: request ids start again at every start, and a read asked by an earlier incarnation may
+    # still be answered (at an older index) after a restart.
+    return f"{replica_id}\x00{incarnation}\x00{request_id}".encode()
 
 
-def _parse_read_ctx(replica_id: str, ctx: bytes) -> int | None:
+def _parse_read_ctx(replica_id: str, incarnation: int, ctx: bytes) -> int | None:
     try:
-        owner, _, number = ctx.decode().partition("\x00")
-        return int(number) if owner == replica_id else None
+        owner, their_incarnation, number = ctx.decode().split("\x00")
+        if owner != replica_id or int(their_incarnation) != incarnation:
+            return None
+        return int(number)
     except (UnicodeDecodeError, ValueError):
         return None

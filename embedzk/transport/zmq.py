@@ -420,6 +420,13 @@ class ZmqTransport:
                 self.max_frame_bytes,
             )
             return self._drop("oversized")
+        return self._put(to, endpoint, dealer, header, frame, size, rebind=True)
+
+    def _put(
+        self, to: str, endpoint: str, dealer: zmq.Socket[bytes], header: bytes, frame: bytes, size: int, rebind: bool
+    ) -> bool:
+        """Hand the frame to ``dealer``; on ``zmq.Again`` from an inproc peer bound again since we connected (and
+        ``rebind``), connect anew and try once more."""
         try:
             # Two sends rather than send_multipart, with int flags: this is the hot path, and pyzmq's enum flags
             # and generic loop cost more than the system call. ZeroMQ accepts or refuses a multipart message as a
@@ -429,8 +436,10 @@ class ZmqTransport:
         except zmq.Again:
             # Not connected (IMMEDIATE) or queue full: ZeroMQ does not say which, and the cure is the same, except
             # for an inproc peer bound again since we connected, which ZeroMQ will never reconnect us to.
-            if endpoint in self._inproc_generations:
-                return self._send_rebound(to, endpoint, header, frame, size)
+            if rebind and endpoint in self._inproc_generations:
+                fresh = self._rebound(to, endpoint)
+                if fresh is not None:
+                    return self._put(to, endpoint, fresh, header, frame, size, rebind=False)
             return self._drop("blocked")
         except zmq.ZMQError as exc:
             self._log.warning("send_error", "transport %s: sending to %s failed: %s", self.id, to, exc)
@@ -438,33 +447,22 @@ class ZmqTransport:
         self._stats.sent(size)
         return True
 
-    def _send_rebound(self, to: str, endpoint: str, header: bytes, frame: bytes, size: int) -> bool:
-        """send() after an inproc:// peer refused a frame: if its address was bound again since our DEALER
-        connected, connect a new DEALER and send once more on it; otherwise drop the frame as ``blocked``."""
-        dealer = self._dealers[endpoint]
+    def _rebound(self, to: str, endpoint: str) -> zmq.Socket[bytes] | None:
+        """A new DEALER for an inproc:// peer whose address was bound again since ours connected; None if it was
+        not (the peer is just not there, or slow)."""
         if self._inproc_binds.get(endpoint, 0) == self._inproc_generations[endpoint]:
-            return self._drop("blocked")
-        del self._dealers[endpoint]
+            return None
+        self._dealers.pop(endpoint).close(linger=0)
         del self._inproc_generations[endpoint]
-        dealer.close(linger=0)
         try:
             dealer = self._connect(to, endpoint)
         except ConfigurationError as exc:
             # Cannot happen for an address that connected before; if it does, the next set_peers() tries again.
             self._log.warning("send_error", "transport %s: reconnecting to %s failed: %s", self.id, to, exc)
-            return self._drop("error")
+            return None
         self._dealers[endpoint] = dealer
         log.debug("transport %s: %s at %s was bound again: connected anew", self.id, to, endpoint)
-        try:
-            dealer.send(header, _SNDMORE_NOBLOCK)
-            dealer.send(frame, _NOBLOCK, copy=size < _COPY_THRESHOLD)
-        except zmq.Again:
-            return self._drop("blocked")
-        except zmq.ZMQError as exc:
-            self._log.warning("send_error", "transport %s: sending to %s failed: %s", self.id, to, exc)
-            return self._drop("error")
-        self._stats.sent(size)
-        return True
+        return dealer
 
     def _drop(self, reason: str) -> bool:
         self._stats.dropped(reason)
