@@ -71,7 +71,15 @@ def test_one_shot_watches_and_event_streams() -> None:
             assert await zk.exists("/w", watch=lambda e: loop.call_soon_threadsafe(fired.set)) is None
             events = zk.events("/tree", recursive=True)
             first = asyncio.ensure_future(events.__anext__())
-            await asyncio.sleep(0.05)  # the watch starts with the iteration
+            # The watch starts with the iteration: wait until its receiver is connected to the path's signal
+            # (one signal per path, so the peer hands this one out again).
+            signal = zk.peer.watch("/tree", recursive=True)
+
+            async def connected() -> None:
+                while not signal.receivers:
+                    await asyncio.sleep(0.001)
+
+            await asyncio.wait_for(connected(), 5)
             await zk.create("/w")
             await asyncio.wait_for(fired.wait(), 5)
             await zk.create("/tree")

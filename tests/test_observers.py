@@ -7,7 +7,6 @@ test that stops members has a cluster of its own, so the tests pass in any order
 from __future__ import annotations
 
 import queue
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,11 +121,19 @@ def test_observers_never_vote(own: LocalCluster) -> None:
     for observer in own.observers:
         observer.sync()
     leader = _lose_the_quorum(own)
-    time.sleep(1.0)  # several election timeouts: nobody can be elected
+    # Every leader any member hears of from now on: an election would be announced to the observers at once.
+    announced: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    for peer in own.peers:
+        peer.leader_changed.connect(lambda sender, leader: announced.put((sender.id, leader)), weak=False)
     assert not any(p.is_leader for p in own.peers)
+    # The writes wait for a leader until their request timeout (1.5 s): five election timeouts, in which the
+    # lone voter tries again and again to be elected, and would be if the observers' votes counted.
     writes = [own.observers[0].create_async("/no-quorum"), leader.create_async("/no-quorum")]
     for write in writes:
         assert isinstance(write.exception(10), (OperationTimeoutError, ConnectionLossError))
+    assert not any(p.is_leader for p in own.peers)
+    heard = [announced.get_nowait() for _ in range(announced.qsize())]
+    assert all(new_leader is None for _peer, new_leader in heard), heard
     assert leader.state is KeeperState.SUSPENDED
     for observer in own.observers:
         assert observer.get("/before-the-quorum-went")[0] == b"kept"  # local reads still answer

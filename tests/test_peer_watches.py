@@ -50,12 +50,22 @@ class Recorder:
     def next(self, timeout: float = 10.0) -> Any:
         return self.events.get(timeout=timeout)
 
-    def none_within(self, seconds: float = 0.3) -> bool:
-        try:
-            self.events.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        return False
+    def none_after(self, peer: Peer) -> bool:
+        """Whether nothing arrived by the time every change made so far on ``peer`` had its callbacks run."""
+        dispatched(peer)
+        return self.events.empty()
+
+
+def dispatched(peer: Peer) -> None:
+    """Wait until the watch callbacks of every change made so far on ``peer`` have run: a marker written now fires
+    its own watch after them (one dispatch thread, callbacks in zxid order). What did not happen by then, for a
+    change made before, will not."""
+    fired = threading.Event()
+    marker = f"/dispatched-{next(_names)}"
+    assert peer.exists(marker, watch=lambda event: fired.set()) is None
+    peer.create(marker)
+    assert fired.wait(10), "the marker's watch never fired"
+    peer.delete(marker)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -70,7 +80,7 @@ def test_a_get_watch_fires_once_on_change(peer: Peer, root: str) -> None:
     event = rec.next()
     assert event == WatchedEvent(EventType.CHANGED, KeeperState.CONNECTED, f"{root}/a", stat.mzxid)
     peer.set(f"{root}/a", b"2")
-    assert rec.none_within()  # one-shot: consumed by the first change
+    assert rec.none_after(peer)  # one-shot: consumed by the first change
 
 
 def test_a_get_watch_fires_deleted_when_the_node_goes(peer: Peer, root: str) -> None:
@@ -88,7 +98,7 @@ def test_an_exists_watch_on_a_missing_node_fires_created(peer: Peer, root: str) 
     event = rec.next()
     assert event.type is EventType.CREATED and event.path == f"{root}/later"
     peer.set(f"{root}/later", b"x")
-    assert rec.none_within()
+    assert rec.none_after(peer)
 
 
 def test_an_exists_watch_on_an_existing_node_fires_changed_then_is_gone(peer: Peer, root: str) -> None:
@@ -98,7 +108,7 @@ def test_an_exists_watch_on_an_existing_node_fires_changed_then_is_gone(peer: Pe
     peer.set(f"{root}/a", b"x")
     assert rec.next().type is EventType.CHANGED
     peer.delete(f"{root}/a")
-    assert rec.none_within()
+    assert rec.none_after(peer)
 
 
 def test_a_children_watch_fires_child_once(peer: Peer, root: str) -> None:
@@ -111,7 +121,7 @@ def test_a_children_watch_fires_child_once(peer: Peer, root: str) -> None:
     event = rec.next()
     assert event.type is EventType.CHILD and event.path == root
     peer.delete(f"{root}/kid2")
-    assert rec.none_within()
+    assert rec.none_after(peer)
 
 
 def test_a_children_watch_fires_deleted_when_the_node_goes(peer: Peer, root: str) -> None:
@@ -131,7 +141,7 @@ def test_a_failed_read_leaves_no_watch_behind(peer: Peer, root: str) -> None:
         peer.get_children(f"{root}/missing", watch=rec)
     assert peer.stats()["watch_count"] == before
     peer.create(f"{root}/missing")
-    assert rec.none_within()
+    assert rec.none_after(peer)
 
 
 def test_one_shot_watches_async_twins(peer: Peer, root: str) -> None:
@@ -167,7 +177,7 @@ def test_a_persistent_watch_is_a_blinker_signal_that_keeps_firing(peer: Peer, ro
         EventType.CREATED, EventType.CHANGED, EventType.CHILD, EventType.CHILD, EventType.DELETED
     ]
     assert all(e.path == f"{root}/p" for e in got)
-    assert rec.none_within()
+    assert rec.none_after(peer)
     peer.create(f"{root}/p")  # still registered after the node went
     assert rec.next().type is EventType.CREATED
     peer.unwatch(f"{root}/p")
@@ -190,7 +200,7 @@ def test_a_recursive_watch_sees_the_whole_subtree_but_never_child(peer: Peer, ro
         (EventType.CHANGED, "/tree/a/b"),
         (EventType.DELETED, "/tree/a/b"),
     ]
-    assert rec.none_within()
+    assert rec.none_after(peer)
     peer.unwatch(f"{root}/tree")
 
 
@@ -202,7 +212,7 @@ def test_unwatch_ends_persistent_watches(peer: Peer, root: str) -> None:
     assert [rec.next().type, rec.next().type] == [EventType.CREATED, EventType.CREATED]  # one per signal
     peer.unwatch(f"{root}/u")
     peer.set(f"{root}/u", b"1")
-    assert rec.none_within()
+    assert rec.none_after(peer)
     assert peer.watch(f"{root}/u") is not None  # a new watch may start again
 
 
@@ -269,8 +279,8 @@ def test_data_watch_with_a_two_argument_function_and_returning_false(peer: Peer,
     assert calls.get(timeout=5) == b"stop"
     wait_until(lambda: watch.stopped)
     peer.set(path, b"after")
-    with pytest.raises(queue.Empty):
-        calls.get(timeout=0.3)
+    dispatched(peer)
+    assert calls.empty()
 
 
 def test_children_watch_calls_now_and_when_children_change(peer: Peer, root: str) -> None:
@@ -294,8 +304,8 @@ def test_children_watch_calls_now_and_when_children_change(peer: Peer, root: str
     peer.delete(path)  # the watch ends with the node, as kazoo's
     peer.create(path)
     peer.create(f"{path}/c")
-    with pytest.raises(queue.Empty):
-        calls.get(timeout=0.3)
+    dispatched(peer)
+    assert calls.empty()
 
 
 def test_children_watch_send_event_and_returning_false(peer: Peer, root: str) -> None:
@@ -314,8 +324,8 @@ def test_children_watch_send_event_and_returning_false(peer: Peer, root: str) ->
     assert calls.get(timeout=5) == (["1", "2"], EventType.CHILD)
     wait_until(lambda: watch.stopped)
     peer.create(f"{path}/3")
-    with pytest.raises(queue.Empty):
-        calls.get(timeout=0.3)
+    dispatched(peer)
+    assert calls.empty()
 
 
 def test_children_watch_of_a_missing_node_never_calls(peer: Peer, root: str) -> None:
