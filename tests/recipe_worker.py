@@ -12,19 +12,24 @@ method, args, kwargs; a non-callable attribute is returned as is), ``peer`` (met
 (name, method, tag, args: pass a callback that emits events to ``obj.method(*args, callback)``), ``elect`` (name:
 run an Election, emitting ``leader`` when elected and holding until ``abdicate``), ``lock_loop`` (path, count,
 hold: take a Lock ``count`` times, return the log of acquire/release times), ``count_loop`` (name, count: add 1 to a
-Counter ``count`` times, emitting ``counted`` after each), ``stop``.
+Counter ``count`` times, emitting ``counted`` after each), ``dispatched`` (return once every change committed
+before it is applied on this peer and the watch callbacks it triggered have run), ``settled`` (name: how many
+``call`` commands run on ``objects[name]``, if every one sleeps in its recipe's Waker with no wake-up pending, i.e. has
+acted on all it saw; else None), ``stop``.
 
 :class:`RecipeWorker` is the test side; it always kills what it started (by pid).
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from typing import Any
 
@@ -49,9 +54,46 @@ __all__ = ["RecipeWorker", "WorkerError", "decode", "encode", "free_ports", "sta
 
 
 def _child(config: dict[str, Any]) -> None:
+    from embedzk.recipes._common import Waker
+
     peer = start_peer(config, 60.0, observer=False, session_timeout=2.0)
     objects: dict[str, Any] = {}
     abdicate: dict[str, threading.Event] = {}
+    # The threads asleep in a recipe's Waker now, and the threads running a call on each object: a test asks
+    # ("settled") whether a blocked call has acted on everything it saw, instead of sleeping and hoping.
+    sleeping: dict[threading.Thread, Waker] = {}
+    calls: dict[str, set[threading.Thread]] = collections.defaultdict(set)
+    original_wait = Waker.wait
+
+    def wait(waker: Waker, deadline: Any) -> bool:
+        me = threading.current_thread()
+        sleeping[me] = waker
+        try:
+            return original_wait(waker, deadline)
+        finally:
+            sleeping.pop(me, None)
+
+    Waker.wait = wait  # type: ignore[method-assign]
+
+    def settled(name: str) -> int | None:
+        """How many calls on ``objects[name]`` are running, if every one sleeps with no wake-up pending; else None."""
+        running = list(calls[name])
+        for thread in running:
+            waker = sleeping.get(thread)
+            if waker is None or waker.event.is_set():
+                return None
+        return len(running)
+
+    def dispatched() -> None:
+        # A marker written now comes after every change committed before; its watch fires after theirs (one
+        # dispatch thread, callbacks in zxid order).
+        fired = threading.Event()
+        marker = f"/dispatched-{uuid.uuid4().hex[:8]}"
+        peer.exists(marker, watch=lambda event: fired.set())
+        peer.create(marker)
+        if not fired.wait(10):
+            raise TimeoutError("the marker's watch never fired")
+        peer.delete(marker)
 
     def event(tag: str, *args: Any) -> None:
         emit({"event": {"tag": tag, "args": encode(list(args)), "t": time.monotonic_ns(), "pid": os.getpid()}})
@@ -62,11 +104,21 @@ def _child(config: dict[str, Any]) -> None:
             objects[cmd["name"]] = getattr(peer, cmd["recipe"])(*args, **kwargs)
             return None
         if op == "call":
-            attr = getattr(objects[cmd["name"]], cmd["method"])
-            result = attr(*args, **kwargs) if callable(attr) else attr
+            me = threading.current_thread()
+            calls[cmd["name"]].add(me)
+            try:
+                attr = getattr(objects[cmd["name"]], cmd["method"])
+                result = attr(*args, **kwargs) if callable(attr) else attr
+            finally:
+                calls[cmd["name"]].discard(me)
             if cmd["method"] in ("__iter__",):
                 result = list(result)
             return result
+        if op == "settled":
+            return settled(cmd["name"])
+        if op == "dispatched":
+            dispatched()
+            return None
         if op == "len":
             return len(objects[cmd["name"]])
         if op == "iter":

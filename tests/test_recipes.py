@@ -22,10 +22,17 @@ from embedzk.recipes import (
     LockTimeout,
     TreeEvent,
 )
+from embedzk.recipes._common import Waker
 from embedzk.testing.cluster import LocalCluster
 from embedzk.testing.cluster import wait_until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
+
+#: How late a loop or dispatch thread may run on a loaded machine: added to upper bounds of timings, never to
+#: lower ones.
+SLACK = 1.0
+#: The peers' tick (Peer's default tick_interval): the granularity of the leader's clock for session expiry.
+TICK = 0.02
 
 
 class Cluster(LocalCluster):
@@ -63,8 +70,79 @@ def in_thread(fn: Callable[[], Any]) -> Future[Any]:
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             future.set_exception(exc)
 
-    threading.Thread(target=run, daemon=True).start()
+    thread = threading.Thread(target=run, daemon=True)
+    _threads[future] = thread
+    thread.start()
     return future
+
+
+#: The thread that runs each call of in_thread.
+_threads: dict[Future[Any], threading.Thread] = {}
+
+
+class TrackedEvent(threading.Event):
+    """A threading.Event that knows whether a thread waits on it for good (no timeout) right now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            return super().wait(timeout)
+        self.waiting += 1
+        try:
+            return super().wait()
+        finally:
+            self.waiting -= 1
+
+    def asleep(self) -> bool:
+        """A thread waits on it and nothing woke it yet."""
+        return self.waiting > 0 and not self.is_set()
+
+
+@pytest.fixture
+def sleepers(monkeypatch: pytest.MonkeyPatch) -> dict[threading.Thread, Waker]:
+    """The threads now asleep in a recipe's Waker, with their wakers (Waker.wait instrumented)."""
+    sleeping: dict[threading.Thread, Waker] = {}
+    original = Waker.wait
+
+    def wait(waker: Waker, deadline: Any) -> bool:
+        me = threading.current_thread()
+        sleeping[me] = waker
+        try:
+            return original(waker, deadline)
+        finally:
+            sleeping.pop(me, None)
+
+    monkeypatch.setattr(Waker, "wait", wait)
+    return sleeping
+
+
+def dispatched(*peers: Peer) -> None:
+    """Wait until every change committed before the call is applied on each of ``peers`` and the watch callbacks
+    it triggered there have run: a marker written after them fires its own watch after theirs (one dispatch
+    thread per peer, callbacks in zxid order)."""
+    for peer in peers:
+        fired = threading.Event()
+        marker = f"/dispatched-{uuid.uuid4().hex[:8]}"
+        assert peer.exists(marker, watch=lambda event: fired.set()) is None
+        peer.create(marker)
+        assert fired.wait(10), f"the marker's watch never fired on {peer.id}"
+        peer.delete(marker)
+
+
+def settled(sleepers: dict[threading.Thread, Waker], peers: list[Peer], *calls: Future[Any]) -> None:
+    """Wait until every change committed so far reached ``peers`` (their callbacks ran) and each blocked call of
+    in_thread has looked at it: it returned, or sleeps in its Waker again with no wake-up pending. What a call
+    does after a change is then done, without guessing how long it takes."""
+    dispatched(*peers)
+
+    def quiet(call: Future[Any]) -> bool:
+        waker = sleepers.get(_threads[call])
+        return call.done() or (waker is not None and not waker.event.is_set())
+
+    wait_for(lambda: all(quiet(call) for call in calls), timeout=10, what="the blocked calls settle")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -134,7 +212,9 @@ def test_lock_contenders_and_cancel(peers: list[Peer], path: str) -> None:
     holder.release()
 
 
-def test_lock_waiters_watch_only_their_predecessor(peers: list[Peer], path: str) -> None:
+def test_lock_waiters_watch_only_their_predecessor(
+    peers: list[Peer], path: str, sleepers: dict[threading.Thread, Waker]
+) -> None:
     """A release wakes the next waiter only (no herd): the others do not even look at the children again."""
     a, b, c = peers
     holder = a.Lock(path)
@@ -154,11 +234,11 @@ def test_lock_waiters_watch_only_their_predecessor(peers: list[Peer], path: str)
         futures.append(in_thread(w.acquire))
         wait_for(lambda w=w: w.node is not None)
     wait_for(lambda: len(a.get_children(path)) == 5)
-    time.sleep(0.1)
+    settled(sleepers, peers, *futures)
     before = list(looks)
     holder.release()
     assert futures[0].result(5)
-    time.sleep(0.2)
+    settled(sleepers, peers, *futures)  # a waiter woken by the release has looked again by now
     changed = [i for i in range(len(waiters)) if looks[i] != before[i]]
     assert changed == [0]
     for i, w in enumerate(waiters):
@@ -261,7 +341,9 @@ def test_a_blocked_acquire_ends_when_its_peer_stops() -> None:
 # ReadLock / WriteLock / Semaphore
 
 
-def test_readers_share_and_writers_exclude(peers: list[Peer], path: str) -> None:
+def test_readers_share_and_writers_exclude(
+    peers: list[Peer], path: str, sleepers: dict[threading.Thread, Waker]
+) -> None:
     a, b, c = peers
     r1, r2 = a.ReadLock(path, "r1"), b.ReadLock(path, "r2")
     assert r1.acquire(timeout=5) and r2.acquire(timeout=5)  # readers together
@@ -274,14 +356,15 @@ def test_readers_share_and_writers_exclude(peers: list[Peer], path: str) -> None
     a.sync()
     late_reader = a.ReadLock(path, "r3")
     reading = in_thread(lambda: late_reader.acquire(timeout=10))  # queued behind the writer: must wait
-    time.sleep(0.2)
+    wait_for(lambda: late_reader.node is not None)
+    settled(sleepers, peers, writing, reading)
     assert not writing.done() and not reading.done()
     r1.release()
-    time.sleep(0.1)
+    settled(sleepers, peers, writing, reading)
     assert not writing.done()
     r2.release()
     assert writing.result(5)
-    time.sleep(0.1)
+    settled(sleepers, peers, reading)
     assert not reading.done()
     writer.release()
     assert reading.result(5)
@@ -448,6 +531,8 @@ def test_leader_latch_drops_leadership_when_suspended_and_moves_on_expiry() -> N
     with Cluster(n=3, session_timeout=2.0) as cluster:
         a, b, _ = cluster.peers
         la, lb = a.LeaderLatch("/latch", "a"), b.LeaderLatch("/latch", "b")
+        # Their threads sleep on this event between looks: asleep with it unset, a latch has acted on all it saw.
+        wakes = la._wake, lb._wake = TrackedEvent(), TrackedEvent()
         heard: list[tuple[str, bool, float]] = []
         la.add_listener(lambda x: heard.append(("a", x, time.monotonic())))
         lb.add_listener(lambda x: heard.append(("b", x, time.monotonic())))
@@ -464,7 +549,8 @@ def test_leader_latch_drops_leadership_when_suspended_and_moves_on_expiry() -> N
         cluster.heal()
         # a comes back with a new session and a new node, behind b
         wait_for(lambda: len(a.get_children("/latch")) == 2, timeout=10)
-        time.sleep(0.3)
+        dispatched(a, b)
+        wait_for(lambda: all(wake.asleep() for wake in wakes), timeout=10)
         assert lb.has_leadership and not la.has_leadership
         la.close()
         lb.close()
@@ -474,14 +560,15 @@ def test_leader_latch_drops_leadership_when_suspended_and_moves_on_expiry() -> N
 # Barrier / DoubleBarrier
 
 
-def test_barrier_holds_until_removed(peers: list[Peer], path: str) -> None:
+def test_barrier_holds_until_removed(peers: list[Peer], path: str, sleepers: dict[threading.Thread, Waker]) -> None:
     a, b, c = peers
     a.Barrier(path).create()
     b.sync()
     assert b.Barrier(path).wait(0.1) is False
     waiting = [in_thread(lambda p=p: p.Barrier(path).wait(10)) for p in (b, c)]
-    a.set(path, b"still up")  # a change of data does not lower it
-    time.sleep(0.2)
+    settled(sleepers, peers, *waiting)
+    a.set(path, b"still up")  # a change of data wakes the waiters (their watch fires), but does not lower it
+    settled(sleepers, peers, *waiting)
     assert not any(f.done() for f in waiting)
     assert a.Barrier(path).remove() is True
     assert all(f.result(5) for f in waiting)
@@ -691,6 +778,8 @@ def test_party_and_shallow_party(peers: list[Peer], path: str) -> None:
     pa, pb = a.Party(path + "/p", "alpha"), b.Party(path + "/p", "beta")
     seen: list[list[str]] = []
     c.Party(path + "/p").watch(lambda members: seen.append(sorted(members)))
+    # The first call runs on c's dispatch thread and reads the party then: wait for it before anyone joins.
+    wait_for(lambda: seen)
     pa.join()
     pb.join()
     pb.join()  # idempotent
@@ -795,7 +884,7 @@ def test_tree_cache_events_and_contents(peers: list[Peer], path: str) -> None:
         cache.get_data("/elsewhere")
     cache.close()
     a.create(path + "/after")
-    time.sleep(0.1)
+    dispatched(*peers)  # a listener still connected would have heard of /after by now
     assert events[-1] == (TreeEvent.NODE_ADDED, path + "/z") and len(cache) == 0
 
 
@@ -811,19 +900,17 @@ def test_tree_cache_converges_to_the_tree(peers: list[Peer], path: str) -> None:
     for i in range(150):
         peer = rng.choice(writers)
         action = rng.random()
-        try:
-            if action < 0.5 or len(known) < 3:
-                parent = rng.choice(known)
-                child = peer.create(f"{parent}/n", str(i).encode(), sequence=True)
-                known.append(child)
-            elif action < 0.8:
-                peer.set(rng.choice(known), str(i).encode())
-            else:
-                victim = rng.choice(known[1:])
-                peer.delete(victim, recursive=True)
-                known = [k for k in known if k != victim and not k.startswith(victim + "/")]
-        except Exception:
-            pass
+        # One writer at a time, and `known` follows every delete: every operation must succeed.
+        if action < 0.5 or len(known) < 3:
+            parent = rng.choice(known)
+            child = peer.create(f"{parent}/n", str(i).encode(), sequence=True)
+            known.append(child)
+        elif action < 0.8:
+            peer.set(rng.choice(known), str(i).encode())
+        else:
+            victim = rng.choice(known[1:])
+            peer.delete(victim, recursive=True)
+            known = [k for k in known if k != victim and not k.startswith(victim + "/")]
     c.sync()
 
     def mirror() -> dict[str, bytes]:

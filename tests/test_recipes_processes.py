@@ -22,6 +22,14 @@ from tests.recipe_worker import RecipeWorker, WorkerError, start_cluster
 pytestmark = pytest.mark.timeout(90)
 
 SESSION_TIMEOUT = 2.0
+#: The peers' tick (Peer's default tick_interval): the granularity of the leader's clock for session expiry.
+TICK = 0.02
+#: The longest election (Peer's default election timeout, 0.3 s, randomized up to twice that): a new leader gives
+#: every session a fresh timeout when it takes over.
+ELECTION = 0.6
+#: How late a process, loop or dispatch thread may run on a loaded machine: added to upper bounds of timings,
+#: never to lower ones.
+SLACK = 1.0
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -80,6 +88,38 @@ def seconds_since(t_ns: int, event: dict[str, Any]) -> float:
     return (event["t"] - t_ns) / 1e9
 
 
+def wall(t_ns: int) -> float:
+    """A CLOCK_MONOTONIC time (the workers' event times) on the wall clock (which stamps mtimes)."""
+    return t_ns / 1e9 + (time.time() - time.monotonic())
+
+
+def heard_from(worker: RecipeWorker, path: str) -> float:
+    """Have ``worker`` write (an ephemeral node at ``path``); the wall-clock time the leader stamped it with.
+
+    The leader heard from the worker's session at that tick: the session cannot expire earlier than its timeout
+    after it (the leader checks on its monotonic clock, read just before its wall clock: a tick of leeway).
+    """
+    _created, stat = worker.peer("create", path, b"", ephemeral=True, include_data=True)
+    return float(stat["mtime"]) / 1000
+
+
+def assert_expired_in_time(heard: float, killed_ns: int, seen_ns: int, election: bool = False) -> None:
+    """The victim's session expired (seen at ``seen_ns``) within its real bounds: no earlier than the timeout after
+    the leader last heard from it, and at most the timeout (plus an election, when the victim led) and a tick after
+    it was killed."""
+    assert wall(seen_ns) - heard > SESSION_TIMEOUT - TICK, wall(seen_ns) - heard
+    latest = SESSION_TIMEOUT + (ELECTION if election else 0.0) + TICK + SLACK
+    assert (seen_ns - killed_ns) / 1e9 <= latest, (seen_ns - killed_ns) / 1e9
+
+
+def settled(workers: list[RecipeWorker], name: str, running: int = 1) -> None:
+    """Wait until every change committed so far reached ``workers`` (their watch callbacks ran) and the blocked
+    call on ``name`` in each (``running`` of them) has acted on it: asleep again with no wake-up pending."""
+    for w in workers:
+        w.call("dispatched")
+    wait_for(lambda: all(w.call("settled", name=name) == running for w in workers))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Lock
 
@@ -115,10 +155,11 @@ def test_lock_passes_on_when_the_holders_process_is_killed(fresh: list[RecipeWor
     wait_for(lambda: w0.do("lock", "contenders") == ["w0", "w1"])
     second = w2.start_do("lock", "acquire")
     wait_for(lambda: w0.do("lock", "contenders") == ["w0", "w1", "w2"])
+    heard = heard_from(w0, path + "-alive")
     killed_at = w0.kill()
     assert first.result(20) is True
-    waited = (time.monotonic_ns() - killed_at) / 1e9
-    assert 0.5 < waited < 10  # once the session expired, not before
+    assert_expired_in_time(heard, killed_at, time.monotonic_ns())  # once the session expired, not before
+    settled([w2], "lock")
     assert not second.done()
     assert w1.do("lock", "is_acquired") and w1.do("lock", "contenders") == ["w1", "w2"]
     assert w1.do("lock", "release") is True
@@ -137,10 +178,10 @@ def test_read_write_lock_across_processes(procs: list[RecipeWorker], path: str) 
     assert w0.do("r", "acquire", timeout=10) and w1.do("r", "acquire", timeout=10)  # shared
     writing = w2.start_do("w", "acquire")
     wait_for(lambda: len(children(w2, path)) == 3)
-    time.sleep(0.2)
+    settled([w2], "w")
     assert not writing.done()
     w0.do("r", "release")
-    time.sleep(0.2)
+    settled([w2], "w")
     assert not writing.done()
     w1.do("r", "release")
     assert writing.result(10) is True
@@ -156,9 +197,10 @@ def test_readers_get_in_when_the_writers_process_is_killed(fresh: list[RecipeWor
     assert w0.do("w", "acquire") is True
     readers = [w1.start_do("r", "acquire"), w2.start_do("r", "acquire")]
     wait_for(lambda: len(children(w1, path)) == 3)
+    heard = heard_from(w0, path + "-alive")
     killed_at = w0.kill()
     assert all(f.result(20) is True for f in readers)  # both at once: readers share
-    assert (time.monotonic_ns() - killed_at) / 1e9 > 0.5
+    assert_expired_in_time(heard, killed_at, time.monotonic_ns())
     assert w1.do("r", "is_acquired") and w2.do("r", "is_acquired")
 
 
@@ -185,7 +227,7 @@ def test_semaphore_lease_passes_on_when_a_holders_process_is_killed(fresh: list[
     assert w0.do("sem", "acquire") and w1.do("sem", "acquire")
     waiting = w2.start_do("sem", "acquire")
     wait_for(lambda: len(children(w2, path)) == 3)
-    time.sleep(0.2)
+    settled([w2], "sem")
     assert not waiting.done()
     w0.kill()
     assert waiting.result(20) is True
@@ -232,10 +274,12 @@ def test_leadership_moves_when_the_leaders_process_is_killed(fresh: list[RecipeW
         runs.append(w.submit("elect", name="e"))
         wait_for(lambda n=n, w=w: len(children(w, path)) == n)
     workers[0].next_event("leader")
+    heard = heard_from(workers[0], path + "-alive")
     killed_at = workers[0].kill()
     event = workers[1].next_event("leader", timeout=20)
-    moved = seconds_since(killed_at, event)
-    assert 0.5 < moved < 10
+    # The new Raft leader gives the dead one's session a fresh timeout when it takes over, after the kill.
+    assert seconds_since(killed_at, event) > SESSION_TIMEOUT
+    assert_expired_in_time(heard, killed_at, event["t"], election=True)
     assert workers[2].events.empty() or all(e["tag"] != "leader" for e in list(workers[2].events.queue))
     workers[1].call("abdicate", name="e")
     workers[2].next_event("leader")
@@ -270,9 +314,12 @@ def test_leader_latch_moves_when_the_leaders_process_is_killed(fresh: list[Recip
         w.do("latch", "start")
         wait_for(lambda n=n: len(children(fresh[0], path)) == n + 1)
     assert fresh[0].do("latch", "wait", 5) is True
+    heard = heard_from(fresh[0], path + "-alive")
+    was_raft_leader = fresh[0].peer("is_leader")
     killed_at = fresh[0].kill()
     event = fresh[1].next_event("latch", timeout=20)
-    assert event["args"] == [True] and 0.5 < seconds_since(killed_at, event) < 10
+    assert event["args"] == [True]
+    assert_expired_in_time(heard, killed_at, event["t"], election=was_raft_leader)
     assert fresh[2].do("latch", "has_leadership") is False
 
 
@@ -288,7 +335,9 @@ def test_barrier_across_processes(procs: list[RecipeWorker], path: str) -> None:
     w1.peer("sync")
     w2.peer("sync")
     waits = [w1.start_do("b", "wait", 20), w2.start_do("b", "wait", 20)]
-    time.sleep(0.3)
+    settled([w1, w2], "b")
+    w0.peer("set", path, b"still up")  # wakes the waiters (their watch fires), but does not lower it
+    settled([w1, w2], "b")
     assert not any(f.done() for f in waits)
     assert w0.do("b", "remove") is True
     assert [f.result(10) for f in waits] == [True, True]
@@ -301,9 +350,12 @@ def test_barrier_outlives_the_process_that_raised_it(fresh: list[RecipeWorker], 
     w0.do("b", "create")
     w1.peer("sync")
     waiting = w1.start_do("b", "wait", 30)
+    heard_from(w0, path + "-alive")
     w0.kill()
-    time.sleep(SESSION_TIMEOUT + 1.0)  # the session of the process that raised it is gone by now
-    assert not waiting.done()  # but the barrier is persistent: still up
+    # The session of the process that raised it goes (its ephemeral node with it) ...
+    wait_for(lambda: synced(w1, "exists", path + "-alive") is None, timeout=SESSION_TIMEOUT + ELECTION + SLACK + 5)
+    settled([w1], "b")
+    assert not waiting.done()  # ... but the barrier is persistent: still up
     w2.peer("sync")
     assert w2.do("b", "remove") is True
     assert waiting.result(10) is True
@@ -315,12 +367,13 @@ def test_double_barrier_across_processes(procs: list[RecipeWorker], path: str) -
     entering = []
     for w in procs[:2]:
         entering.append(w.start_do("db", "enter", 20))
-    time.sleep(0.3)
+    wait_for(lambda: len(children(procs[0], path)) == 2)
+    settled(procs[:2], "db")
     assert not any(f.done() for f in entering)
     entering.append(procs[2].start_do("db", "enter", 20))
     assert [f.result(20) for f in entering] == [True, True, True]
     leaving = [w.start_do("db", "leave", 20) for w in procs[:2]]
-    time.sleep(0.3)
+    settled(procs[:2], "db")
     assert not any(f.done() for f in leaving)
     leaving.append(procs[2].start_do("db", "leave", 20))
     assert [f.result(20) for f in leaving] == [True, True, True]
@@ -335,7 +388,7 @@ def test_double_barrier_leave_completes_when_a_participants_process_is_killed(
     entering = [w.start_do("db", "enter", 20) for w in fresh]
     assert [f.result(20) for f in entering] == [True, True, True]
     leaving = [w.start_do("db", "leave", 30) for w in fresh[1:]]
-    time.sleep(0.3)
+    settled(fresh[1:], "db")
     assert not any(f.done() for f in leaving)
     fresh[0].kill()  # entered, never leaves: its node goes with its session
     assert [f.result(20) for f in leaving] == [True, True]
@@ -415,7 +468,7 @@ def test_locking_queue_entry_goes_to_another_consumer_when_its_holder_is_killed(
     assert w0.do("lq", "get", 5) == b"job"
     w1.peer("sync")
     waiting = w1.start_do("lq", "get", 20)
-    time.sleep(0.3)
+    settled([w1], "lq")
     assert not waiting.done()  # taken by w0
     w0.kill()
     assert waiting.result(20) == b"job"
