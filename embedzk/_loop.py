@@ -57,6 +57,7 @@ class Loop:
         name: str,
         on_crash: Callable[[BaseException], None] | None = None,
         new_future: Callable[[], Future[Any]] = Future,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.replica = replica
         self.storage = storage
@@ -64,6 +65,9 @@ class Loop:
         self.tick_interval = tick_interval
         self._on_output = on_output
         self._on_crash = on_crash
+        # Run by the loop thread as its very last act: it owns the storage and the transport, so it releases them
+        # (never another thread while this one may still use them).
+        self._on_exit = on_exit
         # How the futures handed to callers are made (a Peer's run their callbacks off this thread).
         self._new_future = new_future
         self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -87,12 +91,17 @@ class Loop:
         self._running = True
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop thread and fail whatever still waits (PeerStoppedError)."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the loop thread and fail whatever still waits (PeerStoppedError); True once it has stopped (False:
+        still running after ``timeout``, or called on the loop thread itself; it stops at its next iteration)."""
         self._running = False
         self.transport.wake()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        if threading.current_thread() is self._thread:
+            return False
+        if self._thread.ident is None:
+            return True  # never started
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     @property
     def outstanding(self) -> int:
@@ -183,6 +192,11 @@ class Loop:
         finally:
             self._running = False
             self._fail_all(PeerStoppedError("the peer stopped"))
+            if self._on_exit is not None:
+                try:
+                    self._on_exit()
+                except Exception:
+                    log.exception("releasing the loop's storage and transport failed")
 
     def _receive(self, frm: str, frame: bytes) -> None:
         try:

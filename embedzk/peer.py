@@ -75,6 +75,12 @@ WatchFn = Callable[[WatchedEvent], Any]
 STATIC_FOUNDING_GRACE = 3.0
 
 
+def _release(storage: Storage, transport: Transport) -> None:
+    """Close a stopped loop's transport and storage (run by the loop thread as it exits)."""
+    transport.close()
+    storage.close()
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -305,14 +311,14 @@ class Peer(PeerRecipes):
                 log.info("peer %s: could not close its session at stop: %r", self.id, exc)
         if close_session and not on_loop:
             self._hand_over_leadership(min(timeout, 2 * self._tick_interval * self._election_tick))
-        loop.stop()
+        if not loop.stop() and not on_loop:
+            log.warning(
+                "peer %s: its loop thread did not stop in time; it releases its data directory and sockets when it "
+                "does", self.id,
+            )
         if self._state is not KeeperState.LOST:
             self._set_state(KeeperState.LOST)  # as kazoo's stop(): listeners hear that the session is gone
         self._dispatcher.stop()
-        if self._transport is not None:
-            self._transport.close()
-        if self._storage is not None:
-            self._storage.close()
 
     def _leave(self, timeout: float) -> None:
         """Hand over leadership and this member's seat, and wait (at most ``timeout``) until the leader has removed
@@ -437,6 +443,7 @@ class Peer(PeerRecipes):
                 on_crash=self._on_crash,
                 name=f"embedzk-{self.id}-loop",
                 new_future=self._new_future,
+                on_exit=functools.partial(_release, storage, transport),
             )
             self._dispatcher.start()
             self._loop.start()
@@ -574,13 +581,10 @@ class Peer(PeerRecipes):
         with self._lock:
             if self._stopped:
                 return
-            loop, transport, storage = self._loop, self._transport, self._storage
-            if loop is not None:
-                loop.stop()
-            if transport is not None:
-                transport.close()
-            if storage is not None:
-                storage.close()
+            loop = self._loop
+            if loop is not None and not loop.stop():
+                log.error("peer %s: its loop thread did not stop in time; cannot join again", self.id)
+                return
             self._loop = self._transport = self._storage = self._replica = None
             old_tree = self._tree_seen
             if self._data_dir is not None:
