@@ -364,3 +364,29 @@ def test_a_truncated_membership_change_is_undone() -> None:
     # The leader of term 2 never had entry 2: its append overwrites it, and the configuration reverts.
     b.step(Message(type=MessageType.APP, to="b", frm="c", term=2, index=1, log_term=1, entries=(Entry(2, 2),)))
     assert b.status().log_conf_state.voters == ("a", "b", "c")
+
+
+def test_refusing_a_candidate_with_a_shorter_log_does_not_reset_the_election_timer() -> None:
+    # Thesis figure 3.1: a follower times out unless it hears from a leader or grants a vote. A candidate whose log
+    # is behind, asking again and again with ever higher terms, must not hold off the one node that can win.
+    node = node_with_log("b", [1, 1, 2], term=2, pre_vote=False, check_quorum=False)
+    timeout = node.raft.randomized_election_timeout
+    for tick in range(timeout - 1):
+        node.tick()
+        stale = Message(MessageType.VOTE, to="b", frm="c", term=3 + tick, index=1, log_term=1)
+        node.step(stale)
+        refusals = [m for m in drain(node) if m.type == MessageType.VOTE_RESP]
+        assert refusals and all(m.reject for m in refusals)
+    assert node.role is StateRole.FOLLOWER
+    node.tick()  # its own timeout, unmoved by the refused candidate
+    assert node.role is StateRole.CANDIDATE
+
+
+def test_granting_a_vote_resets_the_election_timer() -> None:
+    node = node_with_log("b", [1], term=1, pre_vote=False, check_quorum=False)
+    for _ in range(node.raft.randomized_election_timeout - 1):
+        node.tick()
+    node.step(Message(MessageType.VOTE, to="b", frm="c", term=2, index=1, log_term=1))
+    assert [m for m in drain(node) if m.type == MessageType.VOTE_RESP and not m.reject]
+    node.tick()
+    assert node.role is StateRole.FOLLOWER

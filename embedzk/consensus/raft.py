@@ -508,6 +508,14 @@ class Raft:
                 pass  # a granted pre-vote carries the term we would campaign in; we move there only on winning
             elif m.type == _APP or m.type == _HEARTBEAT or m.type == _SNAP:
                 self.become_follower(m.term, m.frm)
+            elif m.type == _VOTE and not self.log.is_up_to_date(m.index, m.log_term):
+                # A candidate we will refuse (its log is behind ours) moves our term on but not our election timer:
+                # a follower times out without hearing from a leader *or granting a vote* (thesis figure 3.1).
+                # Were the timer reset, a candidate with a shorter log whose requests reach us late could keep
+                # resetting the one node that can win, election after election.
+                elapsed, timeout = self.election_elapsed, self.randomized_election_timeout
+                self.become_follower(m.term, None)
+                self.election_elapsed, self.randomized_election_timeout = elapsed, timeout
             else:
                 self.become_follower(m.term, None)
         elif m.term < self.term:
