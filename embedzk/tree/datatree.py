@@ -22,9 +22,9 @@ slots makes a failed multi roll back exactly.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import struct
 import types
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -233,9 +233,12 @@ class DataTree:
         self._ephemerals: dict[int, set[str]] = {}
         self._containers: set[str] = set()
         self._ttls: set[str] = set()
-        # Copy-on-write while snapshot streams read the tree (see snapshot_chunks): how many streams are open,
-        # and the ids of the children dicts made since the newest one began, which are safe to change in place.
-        self._streams = 0
+        # Copy-on-write while snapshot streams read the tree (see snapshot_chunks): the streams that may still be
+        # read (weakly: a stream dropped unread must not keep the tree copying), whether any may be, and the ids of
+        # the children dicts made since the newest one began, which are safe to change in place. All three change
+        # only on the thread that applies transactions (see _forget_dropped_streams).
+        self._stream_refs: list[weakref.ref[SnapshotStream]] = []
+        self._copying = False
         self._fresh: set[int] = set()
         self._handlers: dict[type, _Handler] = {
             CreateOp: self._create,
@@ -474,6 +477,8 @@ class DataTree:
         if type(zxid) is not int or not self._last_zxid < zxid <= _INT64_MAX:
             raise ValueError(f"zxid {zxid!r} must be an int greater than the last applied zxid {self._last_zxid}")
         self._last_zxid = zxid
+        if self._copying:
+            self._forget_dropped_streams()
         undo: list[_Undo] = []
         events: _Events = []
         digest, count = self._digest, self._count
@@ -578,7 +583,7 @@ class DataTree:
     ) -> list[Node]:
         # kazoo's makepath, done inside the transaction: each missing ancestor is an ordinary persistent create,
         # with its own events and its own bump of its parent's cversion.
-        streams = self._streams
+        streams = self._copying
         chain = [self._thawed(None, ROOT, self._root) if streams else self._root]
         path = ""
         for name in parent_path.split("/")[1:]:
@@ -710,7 +715,7 @@ class DataTree:
                 if node is None:
                     return None
                 chain.append(node)
-        if self._streams:
+        if self._copying:
             chain[0] = self._thawed(None, ROOT, chain[0])
             if len(chain) > 1:
                 names = path.split("/")
@@ -782,7 +787,7 @@ class DataTree:
         children = parent.children
         if children is None:
             children = {}
-            if self._streams:
+            if self._copying:
                 self._fresh.add(id(children))
         meta = _pack(f[0], f[1], zxid, f[3], f[4], f[5], _int32_inc(f[_CVERSION]), f[7], f[8])
         self._replace(chain, parent_path, Node(parent.data, meta, children), undo)
@@ -865,8 +870,9 @@ class DataTree:
         The stream is the state at the moment of this call, read lazily: transactions may be applied while it is
         consumed (copy-on-write: a node is never changed in place, and a children dict that an open stream may
         still walk is copied before its first change). A stream costs O(1) to open; each dict changed while it
-        is open is copied once. Exhaust it or :meth:`SnapshotStream.close` it to end the copying; the stream and
-        the tree must be used from one thread at a time (the one applying transactions).
+        is open is copied once. Exhaust it or :meth:`SnapshotStream.close` it to end the copying (a stream dropped
+        unread ends it at the tree's next change); the stream and the tree must be used from one thread at a time
+        (the one applying transactions), though the stream may be dropped on any.
         """
         sessions = [(sid, owner, timeout) for sid, (owner, timeout) in sorted(self._sessions.items())]
         chunks = _snapshot.write_snapshot(
@@ -878,14 +884,23 @@ class DataTree:
         )
         return SnapshotStream(self, chunks)
 
-    def _stream_opened(self) -> None:
-        self._streams += 1
+    @property
+    def _streams(self) -> int:
+        """How many snapshot streams may still be read: open, and not garbage-collected."""
+        return sum(1 for ref in self._stream_refs if (stream := ref()) is not None and stream.open)
+
+    def _stream_opened(self, stream: SnapshotStream) -> None:
+        self._stream_refs.append(weakref.ref(stream))
+        self._copying = True
         # Every dict reachable now is one the new stream may walk: none is fresh any more.
         self._fresh = set()
 
-    def _stream_closed(self) -> None:
-        self._streams -= 1
-        if not self._streams:
+    def _forget_dropped_streams(self) -> None:
+        # A stream dropped without close() is noticed here, on the thread that applies transactions, never by the
+        # thread that happens to collect it: a weak reference that died, or a stream closed since, stops counting.
+        self._stream_refs = refs = [ref for ref in self._stream_refs if (s := ref()) is not None and s.open]
+        if not refs:
+            self._copying = False
             self._fresh = set()
 
     @classmethod
@@ -899,10 +914,6 @@ class DataTree:
         """
         tree = cls(max_data_bytes=max_data_bytes)
         loader = _Loader(tree)
-        # Building millions of objects that all live on would set off the cyclic collector over and over, each
-        # pass walking everything built so far (a third of the time for a million nodes); nodes form no cycles.
-        collecting = gc.isenabled()
-        gc.disable()
         try:
             for record in _snapshot.read_snapshot(chunks):
                 loader.load(record)
@@ -911,14 +922,6 @@ class DataTree:
             raise
         except Exception as exc:  # noqa: BLE001 - the loader checks before it trusts; this is the last guard
             raise DecodeError(f"snapshot rejected: {type(exc).__name__}: {exc}") from None
-        finally:
-            if collecting:
-                gc.enable()
-        if collecting and tree._count >= _SETTLE_AFTER_RESTORE:
-            # The new objects would otherwise be walked by a young collection, then another, then a full one, soon
-            # and at unforeseeable moments (each a pause of a quarter second per million nodes); one full pass now
-            # moves them to the oldest generation, where only a full collection walks them again.
-            gc.collect()
         return tree
 
 
@@ -946,7 +949,9 @@ class SnapshotStream:
     """The chunks of a snapshot of a :class:`DataTree` as it was when :meth:`DataTree.snapshot_chunks` was called.
 
     An iterator; while it is open the tree copies a children dict before changing it (see
-    :meth:`DataTree._thawed`). It closes itself once exhausted, on :meth:`close`, or when garbage-collected.
+    :meth:`DataTree._thawed`). It closes itself once exhausted, or on :meth:`close`. A stream dropped without
+    either stops the copying too: the tree holds it weakly and notices, at its next change, that it is gone (the
+    collector touches nothing of the tree, whatever thread it runs on).
     """
 
     __slots__ = ("__weakref__", "_chunks", "_tree")
@@ -954,7 +959,7 @@ class SnapshotStream:
     def __init__(self, tree: DataTree, chunks: Iterator[bytes]) -> None:
         self._tree: DataTree | None = tree
         self._chunks = chunks
-        tree._stream_opened()
+        tree._stream_opened(self)
 
     def __iter__(self) -> SnapshotStream:
         return self
@@ -974,14 +979,12 @@ class SnapshotStream:
         return self._tree is not None
 
     def close(self) -> None:
-        """Stop reading: the tree stops copying for this stream. Idempotent."""
+        """Stop reading: the tree stops copying for this stream. Idempotent; call it on the thread that applies
+        transactions to the tree."""
         tree, self._tree = self._tree, None
         if tree is not None:
-            tree._stream_closed()
             self._chunks = iter(())
-
-    def __del__(self) -> None:
-        self.close()
+            tree._forget_dropped_streams()
 
 
 class _Loader:
@@ -1188,8 +1191,6 @@ class _Loader:
 
 
 _SUB_OPS = frozenset({CreateOp, DeleteOp, SetDataOp, CheckOp})
-#: A restored tree this big is settled into the collector's oldest generation at once (see DataTree.restore).
-_SETTLE_AFTER_RESTORE = 100_000
 #: Names that no znode may have (PathUtils: an empty, "." or ".." segment).
 _ODD_NAMES = frozenset({"", ".", ".."})
 
