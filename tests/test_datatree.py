@@ -143,17 +143,19 @@ def test_sequential_numbers_come_from_the_parents_cversion() -> None:
     assert d.ok(CreateOp("/", sequential=True)) == "/0000000001"
 
 
-def test_delete_moves_pzxid_but_not_cversion_so_sequence_numbers_never_repeat() -> None:
-    # ZooKeeper's DataTree.deleteNode and PrepRequestProcessor's delete touch only the parent's pzxid.
+def test_delete_counts_in_cversion_but_not_in_sequence_numbers_so_they_never_repeat() -> None:
+    # ZooKeeper: DataTree.deleteNode touches only the parent's pzxid, so the suffix goes on from the creations;
+    # DataNode.copyStat reports cversion as creations + deletions all the same.
     d = Driver()
     d.ok(CreateOp("/q"))
     d.ok(CreateOp("/q/n-", sequential=True))
-    cversion = d.tree.get("/q")[1].cversion
+    assert d.tree.get("/q")[1].cversion == 1
     d.ok(DeleteOp("/q/n-0000000000"))
     stat = d.tree.get("/q")[1]
-    assert stat.cversion == cversion == 1
+    assert stat.cversion == 2
     assert stat.pzxid == d.zxid
     assert d.ok(CreateOp("/q/n-", sequential=True)) == "/q/n-0000000001"
+    assert d.tree.get("/q")[1].cversion == 3
 
 
 def test_sequential_name_taken_by_a_plain_node_is_node_exists() -> None:

@@ -72,7 +72,8 @@ class MNode:
     ctime: int
     mtime: int
     version: int = 0
-    cversion: int = 0
+    creations: int = 0  # children ever created: the sequential suffix, and a container's "had children"
+    deletions: int = 0  # children ever deleted: with creations, what Stat.cversion counts (ZooKeeper 3.8)
     owner: int = 0
 
 
@@ -107,7 +108,7 @@ class Model:
     def stat(self, path: str) -> Stat:
         n = self.nodes[path]
         return Stat(
-            n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.cversion, 0, n.owner,
+            n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.creations + n.deletions, 0, n.owner,
             len(n.data), len(self.kids(path)), n.pzxid,
         )  # fmt: skip
 
@@ -120,7 +121,7 @@ class Model:
             if self.kids(path):
                 continue
             ttl = ttl_of(n.owner)
-            if (n.owner == CONTAINER and n.cversion > 0) or (ttl is not None and now - n.mtime > ttl):
+            if (n.owner == CONTAINER and n.creations > 0) or (ttl is not None and now - n.mtime > ttl):
                 out.append(path)
         return sorted(out)
 
@@ -199,7 +200,7 @@ class Model:
                 raise Fail(NotEmptyError)
             ttl = ttl_of(n.owner)
             if n.owner == CONTAINER:
-                if n.cversion == 0:
+                if n.creations == 0:
                     raise Fail(BadArgumentsError)
             elif ttl is None or not t - n.mtime > ttl:
                 raise Fail(BadArgumentsError)
@@ -241,7 +242,7 @@ class Model:
                     self.add(ancestor, b"", 0, t, zxid, events)
         path = op.path
         if op.sequential:
-            path += f"{self.nodes[par].cversion:010d}"
+            path += f"{self.nodes[par].creations:010d}"
         if path in self.nodes:
             raise Fail(NodeExistsError)
         self.add(path, op.data, owner, t, zxid, events)
@@ -252,13 +253,15 @@ class Model:
         if p.owner > 0:
             raise Fail(NoChildrenForEphemeralsError)
         self.nodes[path] = MNode(data, zxid, zxid, zxid, t, t, owner=owner)
-        p.cversion += 1
+        p.creations += 1
         p.pzxid = zxid
         events += [(EventType.CREATED, path), (EventType.CHILD, parent(path))]
 
     def remove(self, path: str, zxid: int, events: list[tuple[EventType, str]]) -> None:
         del self.nodes[path]
-        self.nodes[parent(path)].pzxid = zxid
+        p = self.nodes[parent(path)]
+        p.deletions += 1
+        p.pzxid = zxid
         events += [(EventType.DELETED, path), (EventType.CHILD, parent(path))]
 
 
@@ -279,8 +282,9 @@ def digest_from_scratch(tree: DataTree) -> int:
     """The digest as documented in embedzk.tree.digest, from what the tree answers to reads."""
     total = 0
     for path, (data, s) in dump(tree).items():
+        creations = (s.cversion + s.num_children) // 2  # the digest covers the cversion kept: creations only
         meta = struct.pack(
-            "<qqqqqiiiq", s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, s.version, s.cversion, s.aversion,
+            "<qqqqqiiiq", s.czxid, s.mzxid, s.pzxid, s.ctime, s.mtime, s.version, creations, s.aversion,
             s.ephemeral_owner,
         )  # fmt: skip
         total += zlib.crc32(data, zlib.crc32(meta, zlib.crc32(path.encode())))

@@ -3,8 +3,8 @@
 :class:`TreeModel` replays the transactions of the committed log (decoded from the entries, in index order) and
 answers what each one returns and what every read at a given index must see. It is written from ZooKeeper's
 semantics as :mod:`embedzk.tree.datatree` documents them, not from its code: nested paths (a create needs its
-parent, a delete needs no children), sequential names from the parent's cversion (which counts creations only),
-ephemeral nodes owned by a session and deleted when it closes, makepath, versions, and multis that apply all or
+parent, a delete needs no children), sequential names from the number of children the parent has had created, a
+cversion that counts creations and deletions (ZooKeeper 3.8's Stat), ephemeral nodes owned by a session and deleted when it closes, makepath, versions, and multis that apply all or
 nothing. Containers and TTL nodes are outside it (the simulator's workload creates none).
 
 Results use the shapes of :mod:`embedzk.testing.history`: ``("ok", value)`` or ``("err", code)``.
@@ -36,16 +36,23 @@ class UnsupportedOp(Exception):
 
 @dataclass(slots=True)
 class ModelNode:
-    """One znode: its data, version, creation count of its children, owner session (0: persistent), children."""
+    """One znode: its data, version, how many children it has had created and deleted, owner session (0:
+    persistent), children."""
 
     data: bytes
     version: int = 0
-    cversion: int = 0
+    creations: int = 0
+    deletions: int = 0
     owner: int = 0
     children: set[str] = field(default_factory=set)
 
+    @property
+    def cversion(self) -> int:
+        """Stat.cversion: every change of the children, a creation or a deletion (ZooKeeper 3.8 counts both)."""
+        return self.creations + self.deletions
+
     def copy(self) -> ModelNode:
-        return ModelNode(self.data, self.version, self.cversion, self.owner, set(self.children))
+        return ModelNode(self.data, self.version, self.creations, self.deletions, self.owner, set(self.children))
 
 
 class _Failed(Exception):
@@ -151,7 +158,7 @@ class TreeModel:
             self._make_ancestors(parent_path)
         parent = self.nodes[parent_path]
         if op.sequential:
-            suffix = f"{parent.cversion:010d}"
+            suffix = f"{parent.creations:010d}"  # deletions never move it, so a sequential name never repeats
             path += suffix
             name += suffix
         if path in self.nodes:
@@ -174,10 +181,12 @@ class TreeModel:
 
     def _attach(self, parent: ModelNode, name: str, path: str, node: ModelNode) -> None:
         parent.children.add(name)
-        parent.cversion += 1
+        parent.creations += 1
         self.nodes[path] = node
 
     def _remove(self, path: str) -> None:
         parent_path, name = _parent(path)
         del self.nodes[path]
-        self.nodes[parent_path].children.discard(name)
+        parent = self.nodes[parent_path]
+        parent.children.discard(name)
+        parent.deletions += 1

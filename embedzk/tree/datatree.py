@@ -75,7 +75,9 @@ __all__ = [
 ]
 
 #: The packed stat of a znode: czxid, mzxid, pzxid, ctime, mtime (int64), version, cversion, aversion (int32),
-#: ephemeral_owner (int64); little-endian, 60 bytes. The field widths are ZooKeeper's (StatPersisted).
+#: ephemeral_owner (int64); little-endian, 60 bytes. The field widths are ZooKeeper's (StatPersisted). As in
+#: StatPersisted, the cversion kept here counts the children ever created (the sequential suffix is taken from it);
+#: the Stat a reader gets counts deletions too (see _stat).
 META = struct.Struct("<qqqqqiiiq")
 _pack = META.pack
 _unpack = META.unpack
@@ -85,6 +87,8 @@ _CZXID, _MZXID, _PZXID, _CTIME, _MTIME, _VERSION, _CVERSION, _AVERSION, _EPHEMER
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
+_INT32_MIN = -(1 << 31)
+_INT32_MAX = (1 << 31) - 1
 
 # EphemeralType.java: the high byte 0xFF marks an "extended" owner, whose next two bytes say which feature (0 is
 # TTL) and whose low 40 bits carry the value; Long.MIN_VALUE marks a container. Session ids stay below 2**56, so
@@ -160,11 +164,16 @@ class Node:
 
 
 def _stat(node: Node) -> Stat:
-    czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner = _unpack(node.meta)
+    czxid, mzxid, pzxid, ctime, mtime, version, creations, aversion, owner = _unpack(node.meta)
     children = node.children
+    count = len(children) if children else 0
+    # DataNode.copyStat: "for every create there is a delete except for the children still present", so a reader's
+    # cversion is creations + deletions = 2 * creations - children, in Java int arithmetic.
+    cversion = 2 * creations - count
+    if not _INT32_MIN <= cversion <= _INT32_MAX:
+        cversion = ((cversion - _INT32_MIN) & 0xFFFFFFFF) + _INT32_MIN
     return _new_stat(
-        czxid, mzxid, ctime, mtime, version, cversion, aversion, owner,
-        len(node.data), len(children) if children else 0, pzxid,
+        czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, len(node.data), count, pzxid,
     )  # fmt: skip
 
 
@@ -562,7 +571,8 @@ class DataTree:
         parent = chain[-1]
         parent_fields = _unpack(parent.meta)
         if op.sequential:
-            # PrepRequestProcessor: the suffix is the parent's cversion before this create bumps it.
+            # PrepRequestProcessor: the suffix is the parent's cversion as kept (its creations) before this create
+            # bumps it; deletions, which a reader's Stat.cversion counts too, do not move it.
             suffix = f"{parent_fields[_CVERSION]:010d}"
             path += suffix
             name += suffix
@@ -799,8 +809,9 @@ class DataTree:
     def _detach(self, chain: list[Node], path: str, zxid: int, events: _Events, undo: list[_Undo]) -> None:
         """Remove the last node of ``chain`` (a leaf); its parent gets pzxid = zxid.
 
-        ZooKeeper's DataTree.deleteNode and PrepRequestProcessor touch only the parent's pzxid on a delete; the
-        cversion counts creations alone (which is why sequential numbers never repeat).
+        ZooKeeper's DataTree.deleteNode and PrepRequestProcessor touch only the parent's pzxid on a delete: the
+        cversion kept counts creations alone, which is why sequential numbers never repeat. The deletion shows in
+        the parent's Stat all the same, whose cversion is derived from that count and the children left (_stat).
         """
         node = chain.pop()
         parent = chain[-1]

@@ -6,9 +6,10 @@ it subtracts the old and adds the new. Reading the digest is O(1) and no per-nod
 same log index must have equal digests; a difference means they diverged.
 
 Here the stat is the packed 60-byte record of :data:`embedzk.tree.datatree.META` (czxid, mzxid, pzxid, ctime,
-mtime, version, cversion, aversion, ephemeral_owner, little-endian) and the path is UTF-8. Open sessions contribute
-too, so a replica that lost a session is noticed even before the session's ephemerals matter. Unlike ZooKeeper the
-root node is included (ZooKeeper skips ``"/"`` only because it also stores the root under ``""``).
+mtime, version, cversion as kept: the children created, not Stat.cversion; aversion, ephemeral_owner;
+little-endian) and the path is UTF-8. Open sessions contribute too, so a replica that lost a session is noticed
+even before the session's ephemerals matter. Unlike ZooKeeper the root node is included (ZooKeeper skips ``"/"``
+only because it also stores the root under ``""``).
 
 Exact formulas (stable: snapshots store the digest and restore checks it):
 

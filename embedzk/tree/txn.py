@@ -19,9 +19,9 @@ class CreateOp:
     """Create ``path`` with ``data``.
 
     ``ephemeral``: owned by the transaction's session, removed when it closes. ``sequential``: a ``%010d`` suffix
-    taken from the parent's cversion is appended. ``container``: removed by the leader once its last child is gone.
-    ``ttl``: milliseconds; removed once unmodified that long and childless. ``makepath``: missing ancestors are
-    created as empty persistent nodes first.
+    is appended, the number of children the parent has had created (ZooKeeper's kept cversion: deletions do not
+    count). ``container``: removed by the leader once its last child is gone. ``ttl``: milliseconds; removed once
+    unmodified that long and childless. ``makepath``: missing ancestors are created as empty persistent nodes first.
     """
 
     path: str
