@@ -114,12 +114,6 @@ class Dispatcher:
             raise RuntimeError("the dispatcher is not started")
         return main.thread
 
-    def on_dispatch_thread(self) -> bool:
-        """True if the calling thread is one of this dispatcher's threads."""
-        current = threading.current_thread()
-        with self._lock:
-            return any(r.thread is current for r in self._runners)
-
     def pending(self) -> int:
         """About how many callbacks wait (for stats())."""
         with self._lock:

@@ -1,9 +1,9 @@
 """The errors embedzk raises.
 
 Every error derives from :class:`EmbedZKError`. The names are kazoo's, so code written against kazoo catches the
-same names here. Errors that the replicated tree produces while applying a transaction carry a stable integer
-``code`` (ZooKeeper's own ``KeeperException.Code`` values), so that a result can travel between peers and every
-replica computes the very same outcome.
+same names here, and, as kazoo's, each carries ZooKeeper's ``KeeperException.Code`` value as ``code`` for code that
+switches on it. The errors the replicated tree produces are results, decided identically on every replica; no
+error crosses the wire (each replica computes its own from the log).
 """
 
 from __future__ import annotations
@@ -131,7 +131,11 @@ class NotReadOnlyCallError(EmbedZKError):
 
 
 class RolledBackError(ZnodeError):
-    """In a failed multi: an operation before the one that failed, undone with the rest (kazoo's name)."""
+    """In a failed multi: an operation before the one that failed, undone with the rest (kazoo's name).
+
+    Its message names the failing operation by its index in the transaction's results, counting from 0, and says
+    how it failed.
+    """
 
     code = 0
 
@@ -166,34 +170,3 @@ class StorageError(EmbedZKError):
 
 class DecodeError(MarshallingError):
     """Bytes received from the network or read from storage are not a valid embedzk message or record."""
-
-
-_BY_CODE: dict[int, type[EmbedZKError]] = {
-    cls.code: cls
-    for cls in (
-        RuntimeInconsistencyError,
-        DataInconsistencyError,
-        ConnectionLossError,
-        MarshallingError,
-        UnimplementedError,
-        OperationTimeoutError,
-        BadArgumentsError,
-        NoNodeError,
-        NoAuthError,
-        BadVersionError,
-        NoChildrenForEphemeralsError,
-        NodeExistsError,
-        NotEmptyError,
-        SessionExpiredError,
-        InvalidACLError,
-        SessionMovedError,
-        NotReadOnlyCallError,
-        RolledBackError,
-    )
-}
-
-
-def error_for_code(code: int, message: str = "") -> EmbedZKError:
-    """Return an instance of the error class that ZooKeeper's ``code`` stands for."""
-    cls = _BY_CODE.get(code, SystemZookeeperError)
-    return cls(message)
