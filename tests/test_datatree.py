@@ -362,6 +362,10 @@ def test_failed_multi_changes_nothing_and_reports_like_zookeeper() -> None:
     ]
     assert result.value[2] is result.error
     assert d.tree.exists("/a/b") is None and d.tree.get("/a")[1].version == 0
+    # The messages say which operation failed and how, by its index in these results, which counts from 0.
+    rolled_back, not_attempted = str(result.value[0]), str(result.value[4])
+    assert "operation 2 (counting from 0) failed: NotEmptyError" in rolled_back
+    assert "operation 2 (counting from 0) failed: NotEmptyError" in not_attempted
 
 
 def test_failed_multi_restores_deleted_nodes_and_indexes() -> None:

@@ -122,6 +122,11 @@ def ttl_of(owner: int) -> int | None:
 _T = TypeVar("_T")
 
 
+def _nth(index: int) -> str:
+    """How messages name an operation of a multi: by its index in the list of results, which counts from 0."""
+    return f"operation {index} (counting from 0)"
+
+
 def _int32_inc(value: int) -> int:
     # Java int arithmetic: versions wrap around at 2**31 exactly as ZooKeeper's do.
     return ((value + 1 + 0x80000000) & 0xFFFFFFFF) - 0x80000000
@@ -374,7 +379,7 @@ class DataTree:
                 try:
                     self.check_op(sub)
                 except BadArgumentsError as err:
-                    raise BadArgumentsError(f"operation {index} of the multi: {err}") from None
+                    raise BadArgumentsError(f"{_nth(index)} of the multi: {err}") from None
             return
         checker = _CHECKERS.get(type(op))
         if checker is None:
@@ -387,10 +392,10 @@ class DataTree:
             raise BadArgumentsError("a multi's ops must be a sequence of operations")
         for index, sub in enumerate(op.ops):
             if isinstance(sub, MultiOp):
-                raise BadArgumentsError(f"operation {index} of the multi is a multi: multis do not nest")
+                raise BadArgumentsError(f"{_nth(index)} of the multi is a multi: multis do not nest")
             if type(sub) not in _SUB_OPS:
                 raise BadArgumentsError(
-                    f"operation {index} of the multi is a {type(sub).__name__}: only create, delete, set and check"
+                    f"{_nth(index)} of the multi is a {type(sub).__name__}: only create, delete, set and check"
                     " may be part of a multi"
                 )
 
@@ -527,21 +532,19 @@ class DataTree:
                 value = handler(sub, txn, zxid, events, undo)
             except (ZnodeError, SessionExpiredError) as err:
                 self._rollback(undo, digest, count)
-                results: list[Any] = [RolledBackError(f"rolled back: operation {index} failed") for _ in range(index)]
+                failed = f"{_nth(index)} failed: {type(err).__name__}: {err}"
+                results: list[Any] = [RolledBackError(f"rolled back, as {failed}") for _ in range(index)]
                 results.append(err)
-                results.extend(
-                    RuntimeInconsistencyError(f"not attempted: operation {index} failed")
-                    for _ in range(index + 1, len(ops))
-                )
+                results.extend(RuntimeInconsistencyError(f"not attempted, as {failed}") for _ in range(index + 1, len(ops)))
                 return _new_result(results, err, _NO_EVENTS)
             values.append(True if value is None else value)
         return _new_result(values, None, tuple(events))
 
     def _sub_handler(self, index: int, sub: Any) -> _Handler:
         if isinstance(sub, MultiOp):
-            raise BadArgumentsError(f"operation {index} of the multi is a multi: multis do not nest")
+            raise BadArgumentsError(f"{_nth(index)} of the multi is a multi: multis do not nest")
         if type(sub) not in _SUB_OPS:
-            raise BadArgumentsError(f"operation {index} of the multi is a {type(sub).__name__}: not allowed in a multi")
+            raise BadArgumentsError(f"{_nth(index)} of the multi is a {type(sub).__name__}: not allowed in a multi")
         return self._handlers[type(sub)]
 
     # -- the operations. Each checks everything before its first change, so one that fails alone changes nothing;
