@@ -68,6 +68,16 @@ class CancelledError(EmbedZKError):
     """
 
 
+class ArgumentTypeError(BadArgumentsError, TypeError):
+    """An argument of the wrong type: a BadArgumentsError, as the Peer's own calls raise, and a TypeError, as
+    kazoo's recipes raise, so code written for either catches it."""
+
+
+class ArgumentValueError(BadArgumentsError, ValueError):
+    """An argument of the right type with a wrong value: a BadArgumentsError, as the Peer's own calls raise, and a
+    ValueError, as kazoo's recipes raise, so code written for either catches it."""
+
+
 def normalize_path(path: str) -> str:
     """``path`` without a trailing slash; BadArgumentsError unless it is absolute."""
     if not isinstance(path, str) or not path.startswith("/"):

@@ -64,9 +64,14 @@ class Counter:
     def _decode(self, data: bytes) -> Number:
         if data == b"":
             return self.default
-        if self.support_curator:
-            return int(struct.unpack(">i", data)[0])
-        return self.default_type(data.decode("ascii"))
+        try:
+            if self.support_curator:
+                return int(struct.unpack(">i", data)[0])
+            return self.default_type(data.decode("ascii"))
+        except (ValueError, UnicodeDecodeError, struct.error):
+            kind = "a big-endian int32, support_curator" if self.support_curator else f"{self.default_type.__name__} in ASCII"
+            shown = data if len(data) <= 40 else data[:40] + b"..."
+            raise ValueError(f"counter {self.path} holds {shown!r}, not a counter value ({kind} expected)") from None
 
     def _encode(self, value: Number) -> bytes:
         if self.support_curator:

@@ -6,7 +6,7 @@ queue by priority, then by arrival.
 Queue hands out an entry by deleting it: simple, and an entry is lost if its consumer dies before processing it.
 LockingQueue hands out an entry by taking an ephemeral lock on it (``taken/<entry>``); the entry stays queued
 until ``consume()``, and goes back to the others if its consumer's session dies first. Each entry is handed to
-exactly one consumer at a time.
+exactly one consumer at a time, but may be handed out again: processing is at-least-once (see LockingQueue).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from embedzk.errors import NodeExistsError, NoNodeError, SessionExpiredError
 from embedzk.recipes._common import (
     UNKNOWN_OUTCOME,
+    ArgumentTypeError,
+    ArgumentValueError,
     Deadline,
     Waker,
     best_effort,
@@ -33,13 +35,16 @@ if TYPE_CHECKING:
     from embedzk.peer import Peer
 
 
-def _check_put(value: object, priority: object) -> None:
-    if not isinstance(value, bytes):
-        raise TypeError("value must be a byte string")
+def _checked_put(value: object, priority: object) -> bytes:
+    """``value`` as bytes, if it and ``priority`` can be queued; BadArgumentsError at once otherwise, as create's
+    (also a TypeError or ValueError, as kazoo's Queue raises)."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(f"a queue entry must be bytes, got {type(value).__name__}")
     if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError("priority must be an int")
+        raise ArgumentTypeError(f"priority must be an int, got {type(priority).__name__}")
     if not 0 <= priority <= 999:
-        raise ValueError("priority must be between 0 and 999")
+        raise ArgumentValueError(f"priority must be between 0 and 999, got {priority}")
+    return bytes(value)
 
 
 class _BaseQueue:
@@ -62,17 +67,19 @@ class _BaseQueue:
         return join(self._entries_path, f"{self._ENTRY}{priority:03d}-")
 
     def put(self, value: bytes, priority: int = 100) -> None:
-        """Queue ``value`` (bytes). Lower ``priority`` numbers (0-999) come out first; FIFO within one."""
-        _check_put(value, priority)
+        """Queue ``value`` (bytes). Lower ``priority`` numbers (0-999) come out first; FIFO within one.
+
+        A value that is not bytes, or a bad priority, is refused with BadArgumentsError, as ``create`` refuses it.
+        """
+        value = _checked_put(value, priority)
         self._ensure_paths()
         self.peer.create(self._entry_path(priority), value, sequence=True)
 
     def put_all(self, values: Sequence[bytes], priority: int = 100) -> None:
         """Queue several values at once, all or none (one transaction), in their order."""
         if not isinstance(values, (list, tuple)):
-            raise TypeError("values must be a list of byte strings")
-        for value in values:
-            _check_put(value, priority)
+            raise ArgumentTypeError(f"values must be a list of byte strings, got {type(values).__name__}")
+        values = [_checked_put(value, priority) for value in values]
         self._ensure_paths()
         txn = self.peer.transaction()
         for value in values:
@@ -151,6 +158,14 @@ class LockingQueue(_BaseQueue):
     The lock (``<path>/taken/<entry>``) is ephemeral: if the consumer dies before ``consume()``, the entry goes to
     another consumer once its session expires. ``consume()`` and ``release()`` are fenced by the session: if it
     expired meanwhile, they change nothing and return False (another consumer may already own the entry).
+
+    Processing is therefore at-least-once, never exactly-once: a consumer that did the work and then died, was cut
+    off past its session, or saw ``consume()`` return False (or raise ConnectionLossError and find the entry still
+    queued) leaves the entry to another consumer, which does the work again. Make the effects idempotent: key
+    them by the entry's name (``processing_element[0]``, unique in the queue and the same for every consumer that
+    gets the entry) or by an id put in the value, and skip or overwrite what was done under that key already;
+    where the effect goes to a store that can compare, check a fencing token such as the lock node's czxid
+    (``peer.exists(f"{path}/taken/{name}").czxid`` while held), which grows with every hand-out.
     """
 
     _ENTRY = "entry-"
