@@ -4,6 +4,11 @@ kazoo re-registers a one-shot watch after every event, which can skip intermedia
 registered, and each call reads the node's current state, so the function always sees the latest data (several
 quick changes may thus show the same, latest, data more than once). Calls run on the peer's dispatch thread, one
 at a time, the first one (with ``event`` None) before any event.
+
+Since the watch is persistent, it is there before the node is: a DataWatch is called with None while the node is
+missing and again once it is created; a ChildrenWatch of a node that does not exist yet waits for it and is first
+called when it is created (kazoo's ends at once instead). Arguments are checked when the watch is made: a
+function that is not callable is refused with BadArgumentsError, as a ``watch=`` argument is.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from embedzk.errors import NoNodeError, PeerStoppedError
+from embedzk.errors import BadArgumentsError, NoNodeError, PeerStoppedError
 from embedzk.model import EventType, WatchedEvent
 from embedzk.tree import validate_path
 from embedzk.tree.watches import WatchKind
@@ -36,6 +42,8 @@ class _PersistentCallback:
         self._registered = False
         self._lock = threading.Lock()
         self._func: Callable[..., Any] | None = None
+        # Called once when the watch ends, whatever ends it (the asyncio face ends its consumer task with it).
+        self._on_stop: Callable[[], Any] | None = None
 
     @property
     def path(self) -> str:
@@ -50,15 +58,20 @@ class _PersistentCallback:
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Use as a decorator: the function is watched and returned unchanged."""
+        self._set_func(func)
+        self._peer._wait(self._register_async())
+        return func
+
+    def _set_func(self, func: Callable[..., Any]) -> None:
+        _check_func(func, type(self).__name__)
         with self._lock:
             if self._registered:
                 raise RuntimeError(f"this watch of {self._path} already has a function")
             self._registered = True
         self._func = func
-        self._register()
-        return func
 
-    def _register(self) -> None:
+    def _register_async(self) -> Future[Any]:
+        """Register on the peer's loop; the future is done once the watch is live. Nothing here blocks."""
         peer = self._peer
 
         def on_loop() -> None:
@@ -66,7 +79,7 @@ class _PersistentCallback:
             # Queued on the dispatch thread before any event of this watch can be: the first call comes first.
             peer._dispatcher.submit(self._on_event, None)
 
-        peer._wait(peer._on_loop(on_loop))
+        return peer._on_loop(on_loop)
 
     def stop(self) -> None:
         """End the watch: the function is not called again."""
@@ -79,11 +92,19 @@ class _PersistentCallback:
             peer._on_loop(lambda: peer._registry.remove(WatchKind.PERSISTENT, self._path, self._on_event))
         except Exception:  # the peer is stopping: its registry goes with it
             pass
+        if self._on_stop is not None:
+            self._on_stop()
 
     _stop = stop
 
     def _on_event(self, event: WatchedEvent | None) -> None:
         raise NotImplementedError
+
+
+def _check_func(func: Any, kind: str) -> None:
+    """Refuse at once what could only fail later, on the dispatch thread."""
+    if not callable(func):
+        raise BadArgumentsError(f"{kind} needs a callable function, got {type(func).__name__}")
 
 
 def _takes_event(func: Callable[..., Any], positional: int) -> bool:
@@ -115,10 +136,9 @@ class DataWatch(_PersistentCallback):
         if func is not None:
             self(func)
 
-    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Use as a decorator: the function is watched and returned unchanged."""
+    def _set_func(self, func: Callable[..., Any]) -> None:
+        super()._set_func(func)
         self._with_event = _takes_event(func, 2)
-        return super().__call__(func)
 
     def _on_event(self, event: WatchedEvent | None) -> None:
         if self._stopped or self._func is None:
@@ -140,7 +160,9 @@ class ChildrenWatch(_PersistentCallback):
     """kazoo's ChildrenWatch: calls ``func(children)`` (or ``func(children, event)`` with ``send_event``) now and
     whenever the children of ``path`` change.
 
-    Ends when the node is deleted (or does not exist to begin with), or when the function returns False, as kazoo.
+    If the node does not exist yet, the watch waits for it: the first call comes when it is created (with the
+    CREATED event, for ``send_event``). Ends when the node is deleted, or when the function returns False, as
+    kazoo's.
     """
 
     def __init__(
@@ -157,12 +179,13 @@ class ChildrenWatch(_PersistentCallback):
         if event is not None and event.type is EventType.DELETED:
             self.stop()
             return
-        if event is not None and event.type is not EventType.CHILD:
-            return
+        if event is not None and event.type is EventType.CHANGED:
+            return  # the node's own data
         try:
             children = self._peer.get_children(self._path)
         except NoNodeError:
-            self.stop()
+            # Not there yet (the first call), or gone again since this event (its DELETED comes next and ends the
+            # watch): either way the persistent watch tells us what comes next.
             return
         except PeerStoppedError:
             return

@@ -328,13 +328,6 @@ def test_children_watch_send_event_and_returning_false(peer: Peer, root: str) ->
     assert calls.empty()
 
 
-def test_children_watch_of_a_missing_node_never_calls(peer: Peer, root: str) -> None:
-    calls: list[Any] = []
-    watch = peer.ChildrenWatch(f"{root}/absent", calls.append)
-    wait_until(lambda: watch.stopped)
-    assert calls == []
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # order, visibility, threads
 
