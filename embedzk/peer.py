@@ -1,6 +1,6 @@
 """Peer: one member of an embedzk cluster, living inside the application's process.
 
-The public contract is ../shared/API.md: kazoo's names with ZooKeeper's semantics. A peer owns a loop thread (see
+The public API is kazoo's names with ZooKeeper's semantics (docs/peer.md). A peer owns a loop thread (see
 :mod:`embedzk._loop`) that runs the replica, the storage and the transport, and a dispatch thread that runs watch
 callbacks and listeners. Application threads talk to the loop through a queue and futures; plain reads go straight
 to the local tree, which is why they take microseconds.
@@ -117,7 +117,7 @@ class _SignalTarget:
 
 
 class Peer(PeerRecipes):
-    """A member of an embedzk cluster. See API.md; every public method is thread-safe.
+    """A member of an embedzk cluster (see docs/peer.md and docs/cluster.md); every public method is thread-safe.
 
     Two ways to say who the members are:
 
@@ -137,7 +137,9 @@ class Peer(PeerRecipes):
 
     Keyword-only tuning: ``tick_interval`` x ``election_tick`` is the election timeout (0.3 s by default; a leader
     that dies is replaced within one to two of it); ``request_timeout`` bounds every write and sync;
-    ``snapshot_entries`` is how many applied entries trigger a snapshot and log compaction; ``cluster`` names the
+    ``no_leader_timeout`` how long a request waits while no leader is known before it fails with
+    ConnectionLossError (four election timeouts, at least a second, by default); ``snapshot_entries`` is how many
+    applied entries trigger a snapshot and log compaction; ``cluster`` names the
     cluster in every frame, so that two clusters on shared ports ignore each other. ``storage`` replaces the
     storage chosen by ``data_dir``, ``transport_factory(member_key, bind)`` the ZeroMQ transport (tests and
     embedding); ``zmq_context`` is the ZeroMQ context to use (default: the process's shared one, which
@@ -161,6 +163,7 @@ class Peer(PeerRecipes):
         tick_interval: float = 0.02,
         election_tick: int = 15,
         request_timeout: float = 30.0,
+        no_leader_timeout: float | None = None,
         snapshot_entries: int = 10_000,
         max_data_bytes: int = 1 << 20,
         transport: Transport | None = None,
@@ -186,6 +189,14 @@ class Peer(PeerRecipes):
         self.cluster = cluster
         self.session_timeout = session_timeout
         self.request_timeout = request_timeout
+        election = tick_interval * election_tick
+        if no_leader_timeout is not None and (
+            isinstance(no_leader_timeout, bool) or not isinstance(no_leader_timeout, (int, float))
+            or not no_leader_timeout > 0
+        ):
+            raise ConfigurationError(f"no_leader_timeout must be a positive number of seconds, got {no_leader_timeout!r}")
+        #: Seconds a request waits while no leader is known before it fails with ConnectionLossError.
+        self.no_leader_timeout = no_leader_timeout if no_leader_timeout is not None else max(1.0, 4 * election)
         self._peers = peers
         self._data_dir = os.fspath(data_dir) if data_dir is not None else None
         self._bind = bind or f"inproc://embedzk-{cluster}-{id}-{uuid.uuid4().hex[:8]}"
@@ -212,7 +223,8 @@ class Peer(PeerRecipes):
         self._registry = WatchRegistry()
         self._signals: dict[tuple[str, bool], _SignalTarget] = {}
         self._listeners: list[Callable[[KeeperState], Any]] = []
-        self._state = KeeperState.SUSPENDED
+        # Before start() and after stop(), as kazoo's client: no session.
+        self._state = KeeperState.LOST
         self._leader: str | None = None
         self._crashed: BaseException | None = None
         # Why this peer may not join (a refusal from the cluster), once known.
@@ -305,10 +317,7 @@ class Peer(PeerRecipes):
         on_loop = threading.current_thread() is loop.thread
         closing = self._close_session_async(timeout) if close_session and not on_loop else None
         if closing is not None:
-            try:
-                closing.result(timeout)
-            except Exception as exc:  # the cluster may have no quorum: the session then expires by itself
-                log.info("peer %s: could not close its session at stop: %r", self.id, exc)
+            self._await_closing(closing, timeout)
         if close_session and not on_loop:
             self._hand_over_leadership(min(timeout, 2 * self._tick_interval * self._election_tick))
         if not loop.stop() and not on_loop:
@@ -319,6 +328,25 @@ class Peer(PeerRecipes):
         if self._state is not KeeperState.LOST:
             self._set_state(KeeperState.LOST)  # as kazoo's stop(): listeners hear that the session is gone
         self._dispatcher.stop()
+
+    def _await_closing(self, closing: Future[Any], timeout: float) -> None:
+        """Wait for the session's closing to commit, but no longer than the cluster could commit it: once this peer
+        knows no leader (the last peers stopping, no quorum left), the session expires by itself instead."""
+        deadline = time.monotonic() + timeout
+        replica = self._replica
+        while not closing.done() and time.monotonic() < deadline:
+            if replica is not None and replica.lead is None:
+                log.info("peer %s: no leader to close its session with; it expires by itself", self.id)
+                return
+            try:
+                closing.result(0.02)
+            except TimeoutError:
+                continue
+            except Exception:
+                break
+        if closing.done() and closing.exception() is not None:
+            # The cluster may have no quorum: the session then expires by itself.
+            log.info("peer %s: could not close its session at stop: %r", self.id, closing.exception())
 
     def _leave(self, timeout: float) -> None:
         """Hand over leadership and this member's seat, and wait (at most ``timeout``) until the leader has removed
@@ -423,6 +451,7 @@ class Peer(PeerRecipes):
                 session_timeout=self.session_timeout,
                 snapshot_entries=self._snapshot_entries,
                 max_data_bytes=self._max_data_bytes,
+                no_leader_timeout=self.no_leader_timeout,
                 # A disk bootstrapped by hand names members by their ids: the static map is where they are.
                 addresses=dict(self._peers) if record.key == self.id else {},
                 membership=self._membership_config(address),

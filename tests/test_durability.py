@@ -464,6 +464,13 @@ def is_vote_grant(m: Any) -> bool:
     return isinstance(m, Message) and m.type is MessageType.VOTE_RESP and not m.reject
 
 
+def leader_first_index(peer: Peer) -> int:
+    """The first entry ``peer`` still holds in its log (the ones before it are in its snapshot)."""
+    storage = peer._storage
+    assert storage is not None
+    return storage.first_index()
+
+
 def crash_and_restore(
     c: LocalCluster, harness: DurabilityHarness, pid: str, data_dir: Path, cluster_id: str
 ) -> list[str]:
@@ -500,7 +507,16 @@ def run_crashes(c: LocalCluster, harness: DurabilityHarness, data_dir: Path, *, 
 
     # Past the entries kept behind a snapshot (ReplicaConfig.keep_entries, 1,000) while it is away: it comes back
     # to a log compacted past its own, and installs the leader's snapshot.
-    confirmed += write(leader, [f"/d/{i:04}" for i in range(11, 1200)])
+    # Snapshots are taken as the log grows, so how far the log is compacted depends on timing: write until the
+    # leader no longer holds the entry after the follower's last one (at most ten more batches).
+    held = harness.images[follower].last_index()
+    written = 11
+    for _ in range(16):
+        if written >= 1200 and leader_first_index(leader) > held + 1:
+            break
+        confirmed += write(leader, [f"/d/{i:04}" for i in range(written, written + 200)])
+        written += 200
+    assert leader_first_index(leader) > held + 1, "the leader never compacted its log past the absent follower's"
     back = c.restart_member(follower)
     back.sync()
     assert sorted(back.get_children("/d")) == sorted(p.rsplit("/", 1)[1] for p in confirmed)
@@ -521,7 +537,7 @@ def run_crashes(c: LocalCluster, harness: DurabilityHarness, data_dir: Path, *, 
     c.restart_member(granter)
     c.restart_member(old_leader)
     c.wait_connected(30)
-    confirmed += write(c.leader(), ["/d/1200"])
+    confirmed += write(c.leader(), ["/d/9999"])
     for peer in c.peers:
         peer.sync()
         assert sorted(peer.get_children("/d")) == sorted(p.rsplit("/", 1)[1] for p in confirmed), peer.id

@@ -241,12 +241,60 @@ def test_a_minority_cannot_write() -> None:
         leader = c.leader()
         c.isolate(leader.id)
         wait_until(lambda: not leader.is_leader, timeout=10)
-        with pytest.raises((OperationTimeoutError, ConnectionLossError)):
+        # Asked once it stepped down, the write is never proposed: no leader answers within the request timeout.
+        # (Its term stays as it was while it is cut off: pre-vote keeps it from campaigning.)
+        with pytest.raises(OperationTimeoutError):
             leader.create("/minority")
         c.heal()
         c.wait_connected(10)
         leader.sync()
         assert leader.exists("/minority") is None
+
+
+def test_a_write_in_flight_when_its_leader_is_cut_off_fails_with_connection_loss() -> None:
+    # An election timeout of 1 s: the cut-off leader goes on leading that long, ample time to see that it took the
+    # write in (and so proposed it, in its own term) before it stepped down.
+    with LocalCluster(n=3, election_tick=50, session_timeout=10.0, request_timeout=30.0) as c:
+        old = c.leader()
+        c.isolate(old.id)
+        future = old.create_async("/in-flight")
+        # stats() runs on the loop thread after the iteration that took the write in: still leading then, it
+        # proposed the write at once, in a term whose entries nobody else will ever hold.
+        stats = old.stats()
+        assert stats["role"] == "leader" and stats["outstanding_requests"] == 1, stats
+        term = stats["term"]
+        others = [p for p in c.peers if p is not old]
+        new = c.leader(among=others, timeout=30)
+        new.create("/after")  # committed in the new leader's term
+        assert not future.done()  # cut off, the old leader cannot know the outcome: it waits
+        assert old.stats()["term"] == term
+        c.heal()
+        # On hearing of the new term, the write proposed in the old one has an unknown outcome: ConnectionLossError,
+        # at once (long before the request timeout), not a timeout.
+        with pytest.raises(ConnectionLossError):
+            future.result(10)
+        old.sync()
+        assert old.exists("/after") is not None and old.exists("/in-flight") is None
+
+
+def test_a_write_forwarded_to_a_leader_that_died_fails_with_connection_loss() -> None:
+    # An election timeout of 1 s: a follower goes on believing in the dead leader that long.
+    with LocalCluster(n=3, election_tick=50, session_timeout=10.0, request_timeout=30.0) as c:
+        old = c.leader()
+        follower = next(p for p in c.peers if p is not old)
+        term = follower.stats()["term"]
+        c.stop_member(old.id, close_session=False)  # as if its process died
+        future = follower.create_async("/in-flight")
+        # stats() runs on the loop thread after the iteration that took the write in: the follower still followed
+        # the dead leader then, so it forwarded the write to it, in that term.
+        stats = follower.stats()
+        assert (stats["leader"], stats["term"], stats["outstanding_requests"]) == (old.id, term, 1), stats
+        # The survivors elect a new leader: the forward's outcome is unknown (it may have been proposed before
+        # the leader died), and the follower says so at once, long before the request timeout.
+        with pytest.raises(ConnectionLossError):
+            future.result(20)
+        assert follower.stats()["term"] > term
+        follower.create("/after")  # a write asked now goes to the new leader
 
 
 def test_start_fails_clearly_when_a_member_cannot_start(tmp_path: Any) -> None:

@@ -129,7 +129,7 @@ def test_observers_never_vote(own: LocalCluster) -> None:
     # The writes wait for a leader until their request timeout (1.5 s): five election timeouts, in which the
     # lone voter tries again and again to be elected, and would be if the observers' votes counted.
     writes = [own.observers[0].create_async("/no-quorum"), leader.create_async("/no-quorum")]
-    for write in writes:
+    for write in writes:  # nobody takes them (a timeout, or no leader known for too long)
         assert isinstance(write.exception(10), (OperationTimeoutError, ConnectionLossError))
     assert not any(p.is_leader for p in own.peers)
     heard = [announced.get_nowait() for _ in range(announced.qsize())]

@@ -597,7 +597,10 @@ def _count(peer: Peer, path: str) -> int:
 
 def test_stats_counts_outstanding_requests() -> None:
     # A peer whose majority is missing: start() waits, and so does every write and sync meanwhile.
-    peer = Peer("a", bind="inproc://outstanding-a", peers={"b": "inproc://outstanding-b", "c": "inproc://o-c"})
+    peer = Peer(
+        "a", bind="inproc://outstanding-a", peers={"b": "inproc://outstanding-b", "c": "inproc://o-c"},
+        no_leader_timeout=30.0,  # they wait (rather than fail for want of a leader) until start() gives up
+    )
     starting = threading.Thread(target=_ignore, args=(lambda: peer.start(timeout=1.5),))
     starting.start()
     try:

@@ -115,6 +115,9 @@ class ReplicaConfig:
     check_quorum: bool = True
     #: How often the leader looks for containers and TTL nodes to reap.
     reap_interval: float = 1.0
+    #: Seconds a request may wait while no leader is known before it fails with ConnectionLossError (None: until
+    #: its own timeout), as a kazoo client's requests fail while it is disconnected.
+    no_leader_timeout: float | None = None
     #: Where members listen, as far as known at start (later: from the log and snapshots).
     addresses: dict[str, str] = field(default_factory=dict)
     #: How this replica founds or joins a cluster, and how the leader keeps the voters.
@@ -192,6 +195,8 @@ class _Pending:
     asked_at: int = -1
     #: For a forwarded write: the leader it went to (sent again to it, in the same term, if no answer comes).
     forwarded_to: str | None = None
+    #: When it was asked (the driver's clock).
+    started: float = 0.0
 
 
 class Replica:
@@ -267,6 +272,8 @@ class Replica:
         self._confirmed = False
         self._confirm_request: int | None = None
         self._last_lead_contact = 0
+        # When this replica last knew a leader (its clock): requests waiting for one fail after no_leader_timeout.
+        self._leader_seen_at: float | None = None
         self._state: KeeperState = KeeperState.SUSPENDED
         self.decode_failures = 0
         self._refusal_reported = False
@@ -444,7 +451,7 @@ class Replica:
             session_id = self.session_id or 0
         if _needs_session(op) and not session_id:
             return Completion(request_id, error=SessionExpiredError("this peer has no open session"))
-        pending = _Pending(request_id, op, session_id, self._now + timeout)
+        pending = _Pending(request_id, op, session_id, self._now + timeout, started=self._now)
         self._pending[request_id] = pending
         self._send_request(pending)
         return None
@@ -459,7 +466,7 @@ class Replica:
                 Completion(request_id, error=SessionExpiredError(f"this peer is not a member any more: {removed}"))
             )
             return
-        pending = _Pending(request_id, None, 0, self._now + timeout)
+        pending = _Pending(request_id, None, 0, self._now + timeout, started=self._now)
         self._pending[request_id] = pending
         self._ask_read_index(pending)
 
@@ -615,12 +622,37 @@ class Replica:
                 self._send_request(pending)
 
     def _expire_requests(self) -> None:
+        if self._node.lead is not None or self._leader_seen_at is None:
+            self._leader_seen_at = self._now
+        leaderless = self._now - self._leader_seen_at
+        limit = self.config.no_leader_timeout
         for pending in list(self._pending.values()):
             if self._now >= pending.deadline:
                 del self._pending[pending.request_id]
+                self._completed.append(Completion(pending.request_id, error=OperationTimeoutError(self._late(pending))))
+            elif limit is not None and pending.request_id > 0 and leaderless >= limit and pending.sent_term is None:
+                # Never proposed nor forwarded (no leader to take it): failing it now changes nothing anywhere.
+                del self._pending[pending.request_id]
                 self._completed.append(
-                    Completion(pending.request_id, error=OperationTimeoutError("no answer within the timeout"))
+                    Completion(
+                        pending.request_id,
+                        error=ConnectionLossError(
+                            f"{_describe(pending.op)}: no leader known for {leaderless:.1f}s ({self._quorum_hint()})"
+                        ),
+                    )
                 )
+
+    def _late(self, pending: _Pending) -> str:
+        timeout = pending.deadline - pending.started
+        lead = self._node.lead
+        where = f"the leader is {user_id(lead)}" if lead is not None else "no leader is known"
+        return f"{_describe(pending.op)}: no answer within {timeout:g}s ({where}; {self._quorum_hint()})"
+
+    def _quorum_hint(self) -> str:
+        voters = sorted(user_id(key) for key in self._conf_state.voters)
+        if not voters:
+            return f"this peer is not a member of a cluster yet: {self.membership.phase.value}"
+        return f"a majority of the voters {voters} must be reachable"
 
     def _check_term(self) -> None:
         term = self._node.term
@@ -905,7 +937,7 @@ class Replica:
         session_id = self._rng.randrange(1, MAX_SESSION_ID)
         timeout_ms = int(self.config.session_timeout * 1000)
         op = CreateSessionOp(session_id, timeout_ms, self.id)
-        pending = _Pending(request_id, op, 0, self._now + self.config.session_timeout)
+        pending = _Pending(request_id, op, 0, self._now + self.config.session_timeout, started=self._now)
         self._pending[request_id] = pending
         self._send_request(pending)
 
@@ -951,7 +983,7 @@ class Replica:
         self._internal_ids -= 1
         request_id = self._internal_ids
         self._confirm_request = request_id
-        pending = _Pending(request_id, None, 0, self._now + self.config.session_timeout)
+        pending = _Pending(request_id, None, 0, self._now + self.config.session_timeout, started=self._now)
         self._pending[request_id] = pending
         self._ask_read_index(pending)
 
@@ -1099,3 +1131,24 @@ def _parse_read_ctx(replica_id: str, incarnation: int, ctx: bytes) -> int | None
         return int(number)
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def _describe(op: Op | None) -> str:
+    """A request in words, for error messages: what it was, and on which path."""
+    if op is None:
+        return "sync"
+    path = getattr(op, "path", None)
+    name = _OP_NAMES.get(type(op).__name__, type(op).__name__)
+    return f"{name} {path}" if path else name
+
+
+_OP_NAMES = {
+    "CreateOp": "create",
+    "SetDataOp": "set",
+    "DeleteOp": "delete",
+    "CheckOp": "check",
+    "MultiOp": "transaction",
+    "CreateSessionOp": "opening a session",
+    "CloseSessionOp": "closing a session",
+    "DeleteContainerOp": "reaping",
+}
