@@ -504,6 +504,9 @@ def run_crashes(c: LocalCluster, harness: DurabilityHarness, data_dir: Path, *, 
     lost = crash_and_restore(c, harness, follower, data_dir, cluster_id)
     if lost or not to_the_end:
         return lost
+    # Cut off while it is away: otherwise the transport queues what the leader sends it meanwhile (entries it
+    # still held then), and the follower would catch up from that backlog rather than from the snapshot.
+    c.isolate(follower)
 
     # Past the entries kept behind a snapshot (ReplicaConfig.keep_entries, 1,000) while it is away: it comes back
     # to a log compacted past its own, and installs the leader's snapshot.
@@ -517,6 +520,7 @@ def run_crashes(c: LocalCluster, harness: DurabilityHarness, data_dir: Path, *, 
         confirmed += write(leader, [f"/d/{i:04}" for i in range(written, written + 200)])
         written += 200
     assert leader_first_index(leader) > held + 1, "the leader never compacted its log past the absent follower's"
+    c.heal()
     back = c.restart_member(follower)
     back.sync()
     assert sorted(back.get_children("/d")) == sorted(p.rsplit("/", 1)[1] for p in confirmed)
