@@ -16,7 +16,10 @@ import sys
 import time
 from typing import Any
 
-if __name__ == "__main__":  # run as a script: the repository's root makes tests._worker_protocol importable
+if __name__ == "__main__":
+    # Started as ``python tests/<script>.py`` (tests._worker_protocol.WorkerProcess): Python put tests/ first on
+    # sys.path, not the repository's root. Put the root first, as pytest does for the test modules (see
+    # tests/conftest.py), so that the helpers (tests._worker_protocol) and embedzk come from this checkout.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests._worker_protocol import WorkerProcess, emit, encode, serve, start_peer
