@@ -1,17 +1,26 @@
-"""A small, synchronous network of RawNodes for the consensus tests.
+"""The one harness of the consensus tests (every ``tests/test_raft_*.py`` and the scenarios of
+:mod:`tests.raft_scenarios`): a small, synchronous network of RawNodes, and helpers for a lone node.
 
 Each :class:`Driver` does exactly what the package docstring of :mod:`embedzk.consensus` tells a driver to do:
 install a received snapshot, persist entries and hard state, then hand out messages, apply committed entries
-(membership changes through ``apply_conf_change``), and advance. :class:`Network` delivers messages in FIFO order
-(or not: tests may drop, duplicate, reorder and partition) and checks two safety properties as it goes: at most
-one leader per term, and every replica applies the same entry at the same index.
+(membership changes through ``apply_conf_change``), and advance; it can stop at any point of a Ready, as a crash
+would (:meth:`Driver.process_until`). :class:`Network` delivers messages in FIFO order (or not: tests may drop,
+duplicate, reorder and partition) and checks two safety properties as it goes: at most one leader per term, and
+every replica applies the same entry at the same index. An :class:`Observer` sees every Ready of every driver, for
+checks of its own (the random runs) or a trace (the scenarios).
+
+A node outside any Network: :func:`fresh` (empty log), :func:`node_with_log` / :func:`storage_with_log` (a given
+log), carried through its Readies by :func:`drive` (persisting) or :func:`drain` (messages only).
+
+Test modules import it as ``tests.raft_harness`` (see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import cbor2
 
@@ -26,6 +35,7 @@ from embedzk.consensus import (
     Message,
     MessageType,
     RawNode,
+    Ready,
     ReadState,
     SnapshotMeta,
     StateRole,
@@ -33,7 +43,36 @@ from embedzk.consensus import (
 )
 from embedzk.persist.memory import MemoryStorage
 
-__all__ = ["Driver", "Network", "SafetyError", "conf_change", "drive", "log_terms", "storage_with_log"]
+__all__ = [
+    "ABC",
+    "CrashPoint",
+    "Driver",
+    "Network",
+    "Observer",
+    "SafetyError",
+    "conf_change",
+    "drain",
+    "drive",
+    "fresh",
+    "log_terms",
+    "node_with_log",
+    "storage_with_log",
+]
+
+#: The three voters most tests run.
+ABC = ["a", "b", "c"]
+
+#: Where in a Ready a driver may crash: before persisting it, after persisting but before sending its messages, or
+#: after sending but before applying its committed entries.
+CrashPoint = Literal["before-persist", "before-send", "before-apply"]
+
+# --- a node on its own --------------------------------------------------------------------------------------------
+
+
+def fresh(id: str = "a", voters: tuple[str, ...] = ("a", "b", "c"), **cfg: object) -> tuple[RawNode, MemoryStorage]:
+    """A new node of ``voters`` with an empty log, and its storage."""
+    storage = MemoryStorage(ConfState(voters=voters))
+    return RawNode(Config(id=id, **cfg), storage), storage  # type: ignore[arg-type]
 
 
 def storage_with_log(
@@ -45,24 +84,31 @@ def storage_with_log(
     return storage
 
 
+def node_with_log(id: str, terms: list[int], term: int, vote: str | None = None, **cfg: object) -> RawNode:
+    """A node of {a, b, c} whose log holds entries 1.. with ``terms``, in ``term``."""
+    return RawNode(Config(id=id, **cfg), storage_with_log(terms, term, vote=vote))  # type: ignore[arg-type]
+
+
 def log_terms(node: RawNode) -> list[int]:
     """The terms of every entry ``node`` holds, from its first index."""
     log = node.raft.log
     return [log.term(i) for i in range(log.first_index(), log.last_index() + 1)]
 
 
-def drive(node: RawNode, storage: MemoryStorage) -> tuple[list[Message], list[Entry]]:
-    """Carry out every Ready of a node that is not part of a Network: persist, collect messages and committed
-    entries (membership changes applied), advance."""
+def drive(node: RawNode, storage: MemoryStorage | None) -> tuple[list[Message], list[Entry]]:
+    """Carry out every Ready of a node that is not part of a Network: persist (unless ``storage`` is None: a node
+    whose disk does not matter to the test), collect messages and committed entries (membership changes
+    applied), advance."""
     msgs: list[Message] = []
     applied: list[Entry] = []
     while node.has_ready():
         rd = node.ready()
         msgs.extend(rd.early_messages)
-        if rd.snapshot is not None:
-            storage.install_snapshot(*rd.snapshot)
-        if rd.entries or rd.hard_state is not None:
-            storage.append(rd.entries, rd.hard_state)
+        if storage is not None:
+            if rd.snapshot is not None:
+                storage.install_snapshot(*rd.snapshot)
+            if rd.entries or rd.hard_state is not None:
+                storage.append(rd.entries, rd.hard_state)
         msgs.extend(rd.messages)
         for e in rd.committed_entries:
             cc = decode_conf_change(e)
@@ -71,6 +117,11 @@ def drive(node: RawNode, storage: MemoryStorage) -> tuple[list[Message], list[En
             applied.append(e)
         node.advance(rd)
     return msgs, applied
+
+
+def drain(node: RawNode) -> list[Message]:
+    """Carry out the node's Readies without storage writes of interest; return its messages."""
+    return drive(node, None)[0]
 
 
 def conf_change(kind: str, node: str) -> ConfChange:
@@ -86,6 +137,19 @@ def conf_change(kind: str, node: str) -> ConfChange:
 
 class SafetyError(AssertionError):
     """A Raft safety property was violated."""
+
+
+class Observer:
+    """Sees every Ready a :class:`Driver` carries out (set :attr:`Network.observer`); does nothing by default."""
+
+    def on_ready(self, driver: Driver, rd: Ready) -> None:
+        """``driver`` took ``rd`` and has done nothing with it yet (but record a new leader)."""
+
+    def on_send(self, driver: Driver, msgs: Sequence[Message]) -> None:
+        """``rd.messages`` leave, now that ``rd`` is durable (not called for ``rd.early_messages``)."""
+
+    def on_advance(self, driver: Driver, rd: Ready) -> None:
+        """``driver`` carried out ``rd`` and advanced its node."""
 
 
 class Driver:
@@ -135,15 +199,26 @@ class Driver:
 
     def process(self) -> list[Message]:
         """Carry out every Ready; returns the messages to send."""
+        out, _ = self.process_until(None)
+        return out
+
+    def process_until(self, crash_at: CrashPoint | None) -> tuple[list[Message], bool]:
+        """Carry out every Ready, or, with ``crash_at``, stop at that point of the first one as a crash would (the
+        caller then restarts the node). Returns the messages sent so far and whether it stopped at ``crash_at``."""
         out: list[Message] = []
         node = self.node
+        observer = self.network.observer
         while node.has_ready():
             rd = node.ready()
             self.readies += 1
             if rd.soft_state is not None and rd.soft_state.role == StateRole.LEADER:
                 self.network.record_leader(node.term, self.id)
+            if observer is not None:
+                observer.on_ready(self, rd)
             # 0. a leader's appends and heartbeats may leave before its own disk write.
             out.extend(rd.early_messages)
+            if crash_at == "before-persist":
+                return out, True
             # 1. the snapshot, 2. entries and hard state: durable before any other message leaves.
             if rd.snapshot is not None:
                 meta, chunks = rd.snapshot
@@ -153,14 +228,22 @@ class Driver:
                 self.conf_state = meta.conf_state
             if rd.entries or rd.hard_state is not None:
                 self.storage.append(rd.entries, rd.hard_state)
+            if crash_at == "before-send":
+                return out, True
             # 3. messages.
+            if observer is not None:
+                observer.on_send(self, rd.messages)
             out.extend(rd.messages)
+            if crash_at == "before-apply":
+                return out, True
             # 4. committed entries.
             for e in rd.committed_entries:
                 self._apply(e)
             self.read_states.extend(rd.read_states)
             node.advance(rd)
-        return out
+            if observer is not None:
+                observer.on_advance(self, rd)
+        return out, False
 
     def _apply(self, e: Entry) -> None:
         if e.index != self.applied_index + 1:
@@ -201,6 +284,8 @@ class Network:
         self.cut: set[tuple[str, str]] = set()
         #: Called for every message about to be delivered; returning False drops it.
         self.filter: Callable[[Message], bool] | None = None
+        #: Sees every Ready of every driver.
+        self.observer: Observer | None = None
         self.delivered: list[Message] = []
         self.record_delivered = False
         self.leaders: dict[int, str] = {}

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, drive  # noqa: E402
-
-from embedzk.codec import decode, encode  # noqa: E402
-from embedzk.consensus import (  # noqa: E402
+from embedzk.codec import decode, encode
+from embedzk.consensus import (
     Config,
     ConfState,
     Entry,
@@ -26,13 +19,9 @@ from embedzk.consensus import (  # noqa: E402
     SoftState,
     StateRole,
 )
-from embedzk.errors import DecodeError  # noqa: E402
-from embedzk.persist.memory import MemoryStorage  # noqa: E402
-
-
-def fresh(id: str = "a", voters: tuple[str, ...] = ("a", "b", "c"), **cfg: object) -> tuple[RawNode, MemoryStorage]:
-    storage = MemoryStorage(ConfState(voters=voters))
-    return RawNode(Config(id=id, **cfg), storage), storage  # type: ignore[arg-type]
+from embedzk.errors import DecodeError
+from embedzk.persist.memory import MemoryStorage
+from tests.raft_harness import Network, drive, fresh
 
 
 @pytest.mark.parametrize(

@@ -4,16 +4,10 @@
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, conf_change  # noqa: E402
-
-from embedzk.consensus import (  # noqa: E402
+from embedzk.consensus import (
     Config,
     ConfState,
     Entry,
@@ -25,28 +19,8 @@ from embedzk.consensus import (  # noqa: E402
     StateRole,
     encode_conf_change,
 )
-from embedzk.persist.memory import MemoryStorage  # noqa: E402
-
-ABC = ["a", "b", "c"]
-
-
-def node_with_log(id: str, terms: list[int], term: int, vote: str | None = None, **cfg: object) -> RawNode:
-    """A node of {a, b, c} whose log holds entries 1.. with ``terms``, in ``term``."""
-    storage = MemoryStorage(ConfState(voters=tuple(ABC)))
-    entries = [Entry(term=t, index=i + 1) for i, t in enumerate(terms)]
-    storage.append(entries, HardState(term=term, vote=vote, commit=0))
-    return RawNode(Config(id=id, **cfg), storage)  # type: ignore[arg-type]
-
-
-def drain(node: RawNode) -> list[Message]:
-    """Carry out the node's Readies without storage writes of interest; return its messages."""
-    out: list[Message] = []
-    while node.has_ready():
-        rd = node.ready()
-        out.extend(rd.early_messages)
-        out.extend(rd.messages)
-        node.advance(rd)
-    return out
+from embedzk.persist.memory import MemoryStorage
+from tests.raft_harness import ABC, Network, conf_change, drain, node_with_log
 
 
 def test_single_node_elects_itself_and_commits_its_first_entry() -> None:

@@ -3,16 +3,9 @@ StepDownOnRemoval), and learners."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, conf_change  # noqa: E402
-
-from embedzk.consensus import (  # noqa: E402
+from embedzk.consensus import (
     ConfChange,
     ConfChangeType,
     Config,
@@ -27,8 +20,7 @@ from embedzk.consensus import (  # noqa: E402
     apply_change,
     encode_conf_change,
 )
-
-ABC = ["a", "b", "c"]
+from tests.raft_harness import ABC, Network, conf_change
 CS = ConfState(voters=("a", "b", "c"), learners=("l",))
 
 

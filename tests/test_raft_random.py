@@ -12,62 +12,59 @@ sending, after sending), then heals everything and checks the cluster converges.
 * one vote per term, and durable: a node never grants two candidates its vote in one term, and restarts still
   holding the vote it sent.
 
-``python tests/test_raft_random.py START COUNT`` runs more seeds.
+``python -m tests.test_raft_random START COUNT [STEPS]``, from the repository's root, runs more seeds.
 """
 
 from __future__ import annotations
 
 import random
 import sys
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Literal
 
-import cbor2
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, SafetyError, conf_change  # noqa: E402
-
-from embedzk.consensus import (  # noqa: E402
+from embedzk.consensus import (
     ConfState,
     Message,
     MessageType,
     ProposalDroppedError,
+    Ready,
     StateRole,
 )
+from tests.raft_harness import CrashPoint, Driver, Network, Observer, SafetyError, conf_change
 
 ALL = ["a", "b", "c", "d", "e"]
 
 
-class RandomRun:
-    """One seeded run."""
+class RandomRun(Observer):
+    """One seeded run: the harness's Network and Drivers, driven at random, with a pool of messages in flight
+    instead of the Network's queue."""
 
     def __init__(self, seed: int, steps: int = 1500) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.steps = steps
         voters = ALL[: self.rng.choice([1, 3, 3, 5])]
+        heartbeat_tick = self.rng.choice([1, 1, 3])
+        max_inflight_msgs = self.rng.choice([1, 4, 256])
+        # Without either, nodes removed while cut off disrupt the cluster at will (thesis 4.2.3): safe, but
+        # convergence is not guaranteed, so every run keeps at least one.
+        pre_vote, check_quorum = self.rng.choice([(True, True), (True, True), (False, True), (True, False)])
         self.net = Network(
             voters,
             seed=seed,
             election_tick=10,
-            heartbeat_tick=self.rng.choice([1, 1, 3]),
+            heartbeat_tick=heartbeat_tick,
             max_size_per_msg=64,
-            max_inflight_msgs=self.rng.choice([1, 4, 256]),
-            # Without either, nodes removed while cut off disrupt the cluster at will (thesis 4.2.3): safe, but
-            # convergence is not guaranteed, so every run keeps at least one.
-            **self.rng.choice(
-                [
-                    {"pre_vote": True, "check_quorum": True},
-                    {"pre_vote": True, "check_quorum": True},
-                    {"pre_vote": False, "check_quorum": True},
-                    {"pre_vote": True, "check_quorum": False},
-                ]
-            ),
+            max_inflight_msgs=max_inflight_msgs,
+            pre_vote=pre_vote,
+            check_quorum=check_quorum,
         )
         for id in ALL:
             if id not in self.net.drivers:
                 self.net.add_node(id, ConfState())
+        self.net.observer = self
         self.pool: list[Message] = []
         self.down: set[str] = set()
         self.proposed = 0
@@ -102,7 +99,7 @@ class RandomRun:
             self.reads_done += 1
         d.read_states.clear()
 
-    def check_votes(self, id: str, msgs: list[Message]) -> None:
+    def check_votes(self, id: str, msgs: Sequence[Message]) -> None:
         votes = self.votes.setdefault(id, {})
         for m in msgs:
             if m.type == MessageType.VOTE or (m.type == MessageType.VOTE_RESP and not m.reject):
@@ -123,46 +120,30 @@ class RandomRun:
                                   f"of term {raft.log.term(commit)} (thesis 3.6.2)")
         self.leader_commit[id] = (raft.term, commit)
 
+    # --- the harness's hooks: checks on every Ready --------------------------------------------------------------
+
+    def on_ready(self, driver: Driver, rd: Ready) -> None:
+        if rd.soft_state is not None and rd.soft_state.role == StateRole.LEADER:
+            self.check_leader_completeness(driver.id)
+
+    def on_send(self, driver: Driver, msgs: Sequence[Message]) -> None:
+        self.check_votes(driver.id, msgs)
+
+    def on_advance(self, driver: Driver, rd: Ready) -> None:
+        self.check_commit_rule(driver.id)
+
     # --- one node's loop, with crashes at any point of a Ready ---------------------------------------------------
 
-    def process(self, id: str, crash_at: str | None = None) -> None:
-        d = self.net.driver(id)
-        node = d.node
-        while node.has_ready():
-            rd = node.ready()
-            if rd.soft_state is not None and rd.soft_state.role == StateRole.LEADER:
-                self.net.record_leader(node.term, id)
-                self.check_leader_completeness(id)
-            self.pool.extend(rd.early_messages)  # a leader's appends leave before its own disk write
-            if crash_at == "before-persist":
-                self.crash(id)
-                return
-            if rd.snapshot is not None:
-                meta, chunks = rd.snapshot
-                d.storage.install_snapshot(meta, chunks)
-                d.applied = list(cbor2.loads(b"".join(chunks))) if chunks else []
-                d.applied_index = meta.index
-                d.conf_state = meta.conf_state
-            if rd.entries or rd.hard_state is not None:
-                d.storage.append(rd.entries, rd.hard_state)
-            if crash_at == "before-send":
-                self.crash(id)
-                return
-            self.check_votes(id, rd.messages)
-            self.pool.extend(rd.messages)
-            if crash_at == "before-apply":
-                self.crash(id)
-                return
-            for e in rd.committed_entries:
-                d._apply(e)
-            d.read_states.extend(rd.read_states)
-            node.advance(rd)
-            self.check_commit_rule(id)
+    def process(self, id: str, crash_at: CrashPoint | None = None) -> None:
+        sent, crashed = self.net.driver(id).process_until(crash_at)
+        self.pool.extend(sent)
+        if crashed:
+            self.crash(id)
+            return
         self.check_reads(id)
 
     def crash(self, id: str) -> None:
-        self.net.restarts += 1
-        self.net.driver(id).restart()
+        self.net.restart(id)
         self.leader_commit.pop(id, None)
         votes = self.votes.get(id)
         if votes:
@@ -244,7 +225,8 @@ class RandomRun:
         elif r < 0.89:
             # Crash, at a random point of the next Ready.
             id = rng.choice(live)
-            crash_at = rng.choice(["before-persist", "before-send", "before-apply", "now"])
+            points: list[CrashPoint | Literal["now"]] = ["before-persist", "before-send", "before-apply", "now"]
+            crash_at = rng.choice(points)
             if crash_at == "now":
                 self.crash(id)
             else:

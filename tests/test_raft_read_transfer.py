@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, drive, storage_with_log  # noqa: E402
-
-from embedzk.consensus import (  # noqa: E402
+from embedzk.consensus import (
     Config,
     Message,
     MessageType,
@@ -20,8 +13,7 @@ from embedzk.consensus import (  # noqa: E402
     ReadState,
     StateRole,
 )
-
-ABC = ["a", "b", "c"]
+from tests.raft_harness import ABC, Network, drive, storage_with_log
 
 
 # --- read index ------------------------------------------------------------------------------------------------

@@ -4,16 +4,9 @@ raft_paper_test.go)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, drive, log_terms, storage_with_log  # noqa: E402
-
-from embedzk.consensus import (  # noqa: E402
+from embedzk.consensus import (
     Config,
     ConfState,
     Entry,
@@ -23,9 +16,8 @@ from embedzk.consensus import (  # noqa: E402
     RawNode,
     StateRole,
 )
-from embedzk.persist.memory import MemoryStorage  # noqa: E402
-
-ABC = ["a", "b", "c"]
+from embedzk.persist.memory import MemoryStorage
+from tests.raft_harness import ABC, Network, drive, log_terms, storage_with_log
 
 
 def apps(msgs: list[Message], to: str | None = None) -> list[Message]:

@@ -6,18 +6,8 @@ the next chunk only after the follower acknowledged the previous one; the follow
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import cbor2
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from raft_harness import Network, conf_change  # noqa: E402
-
-from embedzk.consensus import ConfState, Message, MessageType, StateRole  # noqa: E402
-
-ABC = ["a", "b", "c"]
+from embedzk.consensus import ConfState, Message, MessageType, Ready, SnapshotMeta, StateRole
+from tests.raft_harness import ABC, Driver, Network, Observer, conf_change
 
 
 def lagging_cluster(entries: int = 20, chunk_bytes: int = 16) -> Network:
@@ -74,38 +64,24 @@ def test_the_follower_hands_out_the_complete_snapshot_once() -> None:
     expected_meta = net.driver("a").storage.snapshot_meta()
     expected_chunks = list(net.driver("a").storage.snapshot_chunks())
     net.heal()
-    got = []
-    c = net.driver("c")
-    original = c.process
+    got: list[tuple[SnapshotMeta, list[bytes]]] = []
 
-    def spy() -> list[Message]:
-        while c.node.has_ready():
-            rd = c.node.ready()
-            if rd.snapshot is not None:
+    class Spy(Observer):
+        def on_ready(self, driver: Driver, rd: Ready) -> None:
+            if driver.id == "c" and rd.snapshot is not None:
                 got.append(rd.snapshot)
                 assert rd.committed_entries == []  # applied only after the snapshot
-            c.storage.install_snapshot(*rd.snapshot) if rd.snapshot else None
-            if rd.snapshot:
-                c.applied = list(cbor2.loads(b"".join(rd.snapshot[1])))
-                c.applied_index = rd.snapshot[0].index
-            if rd.entries or rd.hard_state:
-                c.storage.append(rd.entries, rd.hard_state)
-            for e in rd.committed_entries:
-                c._apply(e)
-            net.queue.extend(rd.early_messages + rd.messages)
-            c.node.advance(rd)
-        return []
 
-    c.process = spy  # type: ignore[method-assign]
+    net.observer = Spy()
     net.tick(10)
-    c.process = original  # type: ignore[method-assign]
+    net.observer = None
     assert got == [(expected_meta, expected_chunks)]
 
 
 def test_a_lost_chunk_is_sent_again() -> None:
     net = lagging_cluster()
     net.heal()
-    dropped = []
+    dropped: list[Message] = []
 
     def drop_chunk_two(m: Message) -> bool:
         if m.type == MessageType.SNAP and m.chunk_index == 2 and not dropped:
@@ -122,7 +98,7 @@ def test_a_lost_chunk_is_sent_again() -> None:
 def test_a_lost_acknowledgement_is_recovered() -> None:
     net = lagging_cluster()
     net.heal()
-    lost = []
+    lost: list[Message] = []
 
     def drop_an_ack(m: Message) -> bool:
         if m.type == MessageType.SNAP_RESP and m.chunk_index == 1 and not lost:
