@@ -226,3 +226,34 @@ def test_a_later_proposer_proposes_again_the_value_a_majority_accepted() -> None
         if to == "tcp://c:1":
             c.receive(msg)
     assert c.decided == first
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_two_founders_of_three_do_not_duel_while_the_first_waits_for_the_third(seed: int) -> None:
+    # The first proposer has a majority (itself and the second founder) and waits out its grace for the third,
+    # which never comes. The grace is longer than the retry delay: a second founder that proposed over it then
+    # would have its prepare arrive during every grace, and no accept would ever succeed.
+    rng = random.Random(seed)
+    founders = ("tcp://10.0.0.0:7000", "tcp://10.0.0.1:7000", "tcp://10.0.0.2:7000")
+    retry, grace = 5, 40
+    nodes = {
+        address: Founding(key, address, founders, MemberRecord(key=key), rng, retry, grace_ticks=grace)
+        for address, key in ((a, f"{a}@{seed:012x}") for a in founders[:2])
+    }
+    in_flight: list[tuple[str, Any]] = []
+    for tick in range(1, 200):
+        delivered, in_flight = in_flight, []
+        for to, msg in delivered:
+            if to in nodes:
+                nodes[to].receive(decode(encode(msg)))
+        for node in nodes.values():
+            node.tick()
+            taken = node.take_record()
+            if taken is not None:
+                node.persisted(taken[0])
+            in_flight += node.take_messages()
+        if all(node.decided is not None for node in nodes.values()):
+            break
+    assert all(node.decided is not None for node in nodes.values())
+    # Listening (2 retries), one round with its grace, and a few ticks of messages: one round, not a duel.
+    assert tick <= 2 * retry + 2 * retry + grace + 6, tick

@@ -224,6 +224,7 @@ class Founding:
             return
         if promised != msg.ballot:
             self._update(promised=msg.ballot)
+        self._defer_to(msg.ballot)
         record = self.record
         self._send(
             msg.reply_to,
@@ -246,6 +247,7 @@ class Founding:
             return
         if self.record.accepted_ballot != msg.ballot:
             self._update(promised=msg.ballot, accepted=msg.value, accepted_ballot=msg.ballot)
+        self._defer_to(msg.ballot)
         self._send(msg.reply_to, FoundAccepted(msg.ballot, self.key, self.address), durable=True)
 
     def _on_founded(self, msg: Founded) -> None:
@@ -262,6 +264,15 @@ class Founding:
         self._update(cluster_uuid=value.cluster_uuid, accepted=value)
 
     # --- proposer --------------------------------------------------------------------------------------------
+
+    def _defer_to(self, ballot: Ballot) -> None:
+        """Another founder's round is under way (this one promised or accepted its ballot): give it the time to
+        finish, grace included, before proposing over it. Without this two proposers duel: each one's prepare
+        arrives while the other waits out its grace, and every accept is rejected."""
+        if ballot.proposer == self.key:
+            return
+        wait = self._grace_ticks + self._retry_ticks + self._rng.randrange(self._retry_ticks)
+        self._countdown = max(self._countdown, wait)
 
     def _on_promise(self, msg: FoundPromise) -> None:
         if self._phase != 1 or msg.ballot != self._ballot or self._ballot is None or msg.address not in self.founders:
