@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from embedzk.codec import decode
@@ -31,11 +32,31 @@ log = logging.getLogger(__name__)
 
 Hook = Callable[[ReplicaOutput], None]
 
-# What the application threads queue for the loop: (kind, argument, future, ...).
-_CALL = "call"
-_OP = "op"
-_SYNC = "sync"
-_MEMBER = "member"
+
+@dataclass(slots=True)
+class _Call:
+    """What an application thread queues for the loop: a function to run there (``fn``), or a request for the
+    replica: an operation (``op``), a read barrier (neither), or a member change (``change``)."""
+
+    future: Future[Any]
+    fn: Callable[[], Any] | None = None
+    op: Op | None = None
+    #: (kind, peer id, address, voter) of an add_member ("add") or remove_member ("remove").
+    change: tuple[str, str, str, bool] | None = None
+    transform: Callable[[Any], Any] | None = None
+    errors_as_values: bool = False
+    timeout: float = 0.0
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A request handed to the replica, until its completion comes out."""
+
+    future: Future[Any]
+    transform: Callable[[Any], Any] | None
+    began: float
+    errors_as_values: bool
+
 
 # The application's calls one iteration takes in, at most. A burst of thousands then flows through the cluster in
 # slices: while the leader persists and replicates one slice, this peer already forwards the next, and every
@@ -70,11 +91,11 @@ class Loop:
         self._on_exit = on_exit
         # How the futures handed to callers are made (a Peer's run their callbacks off this thread).
         self._new_future = new_future
-        self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._wake_pending = False
         # Calls still queued after an iteration took its share: the next iteration does not wait for frames.
         self._calls_left = False
-        self._waiting: dict[int, tuple[Future[Any], Callable[[Any], Any], float, bool]] = {}
+        self._waiting: dict[int, _Waiting] = {}
         # Request ids start at a random point: the leader drops a forwarded request whose (origin, id) it already
         # proposed in the current term, and a peer restarted within one term must not look like its own copy.
         self._next_request = random.randrange(1, 1 << 48)
@@ -116,7 +137,7 @@ class Loop:
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the loop thread; the future holds its result (or exception)."""
         future: Future[Any] = self._new_future()
-        self._put((_CALL, fn, future), future)
+        self._put(_Call(future, fn=fn))
         return future
 
     def submit(
@@ -133,25 +154,25 @@ class Loop:
         results) resolves to that value.
         """
         future: Future[Any] = self._new_future()
-        self._put((_OP, op, future, transform, errors_as_values, timeout), future)
+        self._put(_Call(future, op=op, transform=transform, errors_as_values=errors_as_values, timeout=timeout))
         return future
 
     def sync(self, timeout: float) -> Future[Any]:
         """Ask the replica for a read barrier (read-index); the future resolves to None once it is passed here."""
         future: Future[Any] = self._new_future()
-        self._put((_SYNC, None, future, None, False, timeout), future)
+        self._put(_Call(future, timeout=timeout))
         return future
 
     def member_change(self, kind: str, peer_id: str, address: str, voter: bool, timeout: float) -> Future[Any]:
         """Ask the leader (through the replica) for an add_member ("add") or remove_member ("remove"); the future
         resolves to None once it is made."""
         future: Future[Any] = self._new_future()
-        self._put((_MEMBER, (kind, peer_id, address, voter), future, None, False, timeout), future)
+        self._put(_Call(future, change=(kind, peer_id, address, voter), timeout=timeout))
         return future
 
-    def _put(self, item: tuple[Any, ...], future: Future[Any]) -> None:
+    def _put(self, item: _Call) -> None:
         if not self._running:
-            future.set_exception(PeerStoppedError("the peer is not running"))
+            item.future.set_exception(PeerStoppedError("the peer is not running"))
             return
         self._calls.put(item)
         # One wake per batch of calls: the loop clears the flag before it drains the queue, so a call queued
@@ -217,30 +238,28 @@ class Loop:
                 item = get()
             except queue.Empty:
                 return
-            kind = item[0]
-            future = item[2]
+            future = item.future
             if not future.set_running_or_notify_cancel():
                 continue
-            if kind is _CALL:
+            if item.fn is not None:
                 try:
-                    future.set_result(item[1]())
+                    future.set_result(item.fn())
                 except BaseException as exc:
                     future.set_exception(exc)
                 continue
             self._next_request += 1
             request_id = self._next_request
-            self._waiting[request_id] = (future, item[3], time.monotonic(), item[4])
-            if kind is _OP:
-                immediate = replica.submit(request_id, item[1], item[5])
-                if immediate is not None:
-                    self._complete(immediate)
-            elif kind is _MEMBER:
-                kind_of_change, peer_id, address, voter = item[1]
-                immediate = replica.member_change(request_id, kind_of_change, peer_id, address, voter, item[5])
-                if immediate is not None:
-                    self._complete(immediate)
+            self._waiting[request_id] = _Waiting(future, item.transform, time.monotonic(), item.errors_as_values)
+            if item.op is not None:
+                immediate = replica.submit(request_id, item.op, item.timeout)
+            elif item.change is not None:
+                kind, peer_id, address, voter = item.change
+                immediate = replica.member_change(request_id, kind, peer_id, address, voter, item.timeout)
             else:
-                replica.sync(request_id, item[5])
+                immediate = None
+                replica.sync(request_id, item.timeout)
+            if immediate is not None:
+                self._complete(immediate)
         self._calls_left = True
 
     def _pump(self) -> None:
@@ -278,9 +297,9 @@ class Loop:
         waiting = self._waiting.pop(completion.request_id, None)
         if waiting is None:
             return
-        future, transform, began, errors_as_values = waiting
-        self.write_latencies.append(time.monotonic() - began)
-        if completion.error is not None and not (errors_as_values and completion.value is not None):
+        future, transform = waiting.future, waiting.transform
+        self.write_latencies.append(time.monotonic() - waiting.began)
+        if completion.error is not None and not (waiting.errors_as_values and completion.value is not None):
             future.set_exception(completion.error)
             return
         try:
@@ -289,9 +308,9 @@ class Loop:
             future.set_exception(exc)
 
     def _fail_all(self, error: EmbedZKError) -> None:
-        for future, *_rest in self._waiting.values():
-            if not future.done():
-                future.set_exception(error)
+        for waiting in self._waiting.values():
+            if not waiting.future.done():
+                waiting.future.set_exception(error)
         self._waiting.clear()
         self._fail_calls(error)
 
@@ -301,6 +320,5 @@ class Loop:
                 item = self._calls.get_nowait()
             except queue.Empty:
                 return
-            future = item[2]
-            if future.set_running_or_notify_cancel():
-                future.set_exception(error)
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(error)
