@@ -57,7 +57,7 @@ __all__ = ["RecipeWorker", "WorkerError", "decode", "encode", "free_ports", "sta
 
 
 def _child(config: dict[str, Any]) -> None:
-    from embedzk.recipes._common import Waker
+    from embedzk.recipes._common import Deadline, Waker
 
     peer = start_peer(config, 60.0, observer=False, session_timeout=2.0)
     objects: dict[str, Any] = {}
@@ -68,7 +68,7 @@ def _child(config: dict[str, Any]) -> None:
     calls: dict[str, set[threading.Thread]] = collections.defaultdict(set)
     original_wait = Waker.wait
 
-    def wait(waker: Waker, deadline: Any) -> bool:
+    def wait(waker: Waker, deadline: Deadline) -> bool:
         me = threading.current_thread()
         sleeping[me] = waker
         try:
@@ -76,7 +76,7 @@ def _child(config: dict[str, Any]) -> None:
         finally:
             sleeping.pop(me, None)
 
-    Waker.wait = wait  # type: ignore[method-assign]
+    Waker.wait = wait  # type: ignore[method-assign, assignment]
 
     def settled(name: str) -> int | None:
         """How many calls on ``objects[name]`` are running, if every one sleeps with no wake-up pending; else None."""
