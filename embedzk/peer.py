@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import blinker
 
@@ -65,6 +65,9 @@ from embedzk.tree.txn import (
     SubOp,
 )
 from embedzk.tree.watches import WatchKind, WatchRegistry
+
+if TYPE_CHECKING:
+    from embedzk.aio import AsyncPeer
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +226,7 @@ class Peer(PeerRecipes):
         self._registry = WatchRegistry()
         self._signals: dict[tuple[str, bool], _SignalTarget] = {}
         self._listeners: list[Callable[[KeeperState], Any]] = []
+        self._aio: AsyncPeer | None = None
         # Before start() and after stop(), as kazoo's client: no session.
         self._state = KeeperState.LOST
         self._leader: str | None = None
@@ -954,16 +958,25 @@ class Peer(PeerRecipes):
         """
         return self._wait(self._watch_async(path, recursive))
 
-    def _watch_async(self, path: str, recursive: bool = False) -> Future[blinker.Signal]:
+    def _watch_async(
+        self, path: str, recursive: bool = False, connect: Callable[[blinker.Signal], Any] | None = None
+    ) -> Future[blinker.Signal]:
+        # ``connect(signal)`` is called before the watch is queued for the loop: a receiver it connects hears every
+        # event of a change asked for after this call returns, whichever thread asks for it.
         validate_path(path)
         key = (path, bool(recursive))
         with self._lock:
+            self._running_loop()  # refused at once on a peer that is not running, before anything is connected
             target = self._signals.get(key)
             if target is not None:  # registered already (or queued for the loop ahead of anything asked later)
+                if connect is not None:
+                    connect(target.signal)
                 done: Future[blinker.Signal] = self._new_future()
                 done.set_result(target.signal)
                 return done
             new = _SignalTarget(blinker.Signal(f"watch {path}{' recursive' if recursive else ''}"), bool(recursive))
+            if connect is not None:
+                connect(new.signal)
             kind = WatchKind.PERSISTENT_RECURSIVE if recursive else WatchKind.PERSISTENT
             registered = self._on_loop(lambda: self._registry.add(kind, path, new))
             self._signals[key] = new
@@ -996,11 +1009,18 @@ class Peer(PeerRecipes):
         return ChildrenWatch(self, path, func, send_event=send_event)
 
     @property
-    def aio(self) -> Any:
-        """The asyncio face: the same calls as coroutines (:class:`embedzk.aio.AsyncPeer`)."""
-        from embedzk.aio import AsyncPeer
+    def aio(self) -> AsyncPeer:
+        """The asyncio face: the same calls as coroutines, watches as async iterators, and the recipes for
+        asyncio code (:class:`embedzk.aio.AsyncPeer`; one per peer, so ``peer.aio is peer.aio``)."""
+        aio = self._aio
+        if aio is None:
+            from embedzk.aio import AsyncPeer
 
-        return AsyncPeer(self)
+            with self._lock:
+                if self._aio is None:
+                    self._aio = AsyncPeer(self)
+                aio = self._aio
+        return aio
 
     # ----------------------------------------------------------------------------------------------------------
     # cluster state
