@@ -10,7 +10,8 @@ every replica applies the same entry at the same index. An :class:`Observer` see
 checks of its own (the random runs) or a trace (the scenarios).
 
 A node outside any Network: :func:`fresh` (empty log), :func:`node_with_log` / :func:`storage_with_log` (a given
-log), carried through its Readies by :func:`drive` (persisting) or :func:`drain` (messages only).
+log), carried through its Readies by :func:`drive` (persisting) or :func:`drain` (persisting nothing, returning
+the messages).
 
 Test modules import it as ``tests.raft_harness`` (see ``tests/conftest.py``).
 """
@@ -120,7 +121,8 @@ def drive(node: RawNode, storage: MemoryStorage | None) -> tuple[list[Message], 
 
 
 def drain(node: RawNode) -> list[Message]:
-    """Carry out the node's Readies without storage writes of interest; return its messages."""
+    """Carry out the node's Readies as :func:`drive` does but persisting nothing (for a node whose disk does not
+    matter to the test); return its messages."""
     return drive(node, None)[0]
 
 
