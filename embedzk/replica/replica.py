@@ -71,6 +71,8 @@ from embedzk.replica.messages import (
     SnapshotHeader,
     SnapshotHeaderV1,
 )
+from embedzk.replica.connection import Connection, Event
+from embedzk.replica.requests import Completion, Pending, RequestTable, describe
 from embedzk.replica.sessions import SessionTracker
 from embedzk.settings import check_election
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
@@ -131,15 +133,6 @@ class ReplicaConfig:
 
 
 @dataclass(slots=True)
-class Completion:
-    """A request's outcome: ``error`` is None on success, ``value`` is what the call returns."""
-
-    request_id: int
-    value: Any = None
-    error: EmbedZKError | None = None
-
-
-@dataclass(slots=True)
 class ReplicaReady:
     """What the driver must persist before calling :meth:`Replica.advance` (``raft`` is None if nothing).
 
@@ -179,24 +172,6 @@ class ReplicaOutput:
     removed: str | None = None
     #: The cluster's protocol version changed (the driver writes its frames in it from now on).
     version_changed: bool = False
-
-
-@dataclass(slots=True)
-class _Pending:
-    request_id: int
-    op: Op | None  # None for a sync
-    session_id: int
-    deadline: float
-    #: The term in which the request was proposed or forwarded; None while it waits to be sent.
-    sent_term: int | None = None
-    #: For a sync: the read index granted, once known.
-    read_index: int | None = None
-    #: For a sync: the tick at which read-index was last asked (asked again if no answer comes).
-    asked_at: int = -1
-    #: For a forwarded write: the leader it went to (sent again to it, in the same term, if no answer comes).
-    forwarded_to: str | None = None
-    #: When it was asked (the driver's clock).
-    started: float = 0.0
 
 
 class Replica:
@@ -248,10 +223,7 @@ class Replica:
         self._ticks = 0
         self._term = self._node.term
         self._lead = self._node.lead
-        self._pending: dict[int, _Pending] = {}
-        self._completed: list[Completion] = []
-        # Syncs whose read index is known, waiting for it to be applied here.
-        self._granted: dict[int, _Pending] = {}
+        self._requests = RequestTable()
         self._outbox: list[tuple[str, Any]] = []
         self._tracker = SessionTracker()
         # Forwards proposed in the current term, per origin: the network may deliver a forward twice.
@@ -267,14 +239,11 @@ class Replica:
         self.session_id: int | None = None
         self._session_request: int | None = None
         self._session_lost = False
-        self._internal_ids = 0
-        # Whether we caught up with the cluster since we last had a leader (see _confirm_currency).
-        self._confirmed = False
-        self._confirm_request: int | None = None
+        # CONNECTED, SUSPENDED or LOST, and whether we caught up since we last had a leader (_confirm_currency).
+        self._connection = Connection()
         self._last_lead_contact = 0
         # When this replica last knew a leader (its clock): requests waiting for one fail after no_leader_timeout.
         self._leader_seen_at: float | None = None
-        self._state: KeeperState = KeeperState.SUSPENDED
         self.decode_failures = 0
         self._refusal_reported = False
         self._removal_reported = False
@@ -305,7 +274,7 @@ class Replica:
     @property
     def state(self) -> KeeperState:
         """CONNECTED, SUSPENDED or LOST, as kazoo's states."""
-        return self._state
+        return self._connection.state
 
     @property
     def node(self) -> RawNode:
@@ -376,9 +345,9 @@ class Replica:
             "znode_count": self.tree.node_count(),
             "sessions": len(self.tree.sessions()),
             "session_id": self.session_id,
-            "outstanding_requests": len(self._pending),
+            "outstanding_requests": len(self._requests),
             "digest": self.tree.digest,
-            "state": self._state.value,
+            "state": self._connection.state.value,
             **self.membership.stats(),
         }
 
@@ -438,8 +407,7 @@ class Replica:
         Returns a completion at once if the request is invalid (BadArgumentsError) or needs a session this replica
         does not have. ``request_id`` must be positive and unique among this replica's requests.
         """
-        if request_id <= 0 or request_id in self._pending:
-            raise ValueError(f"request id {request_id} must be positive and not in use")
+        self._requests.check_id(request_id)
         try:
             self.tree.check_op(op)
         except EmbedZKError as exc:
@@ -451,23 +419,22 @@ class Replica:
             session_id = self.session_id or 0
         if _needs_session(op) and not session_id:
             return Completion(request_id, error=SessionExpiredError("this peer has no open session"))
-        pending = _Pending(request_id, op, session_id, self._now + timeout, started=self._now)
-        self._pending[request_id] = pending
+        pending = Pending(request_id, op, session_id, self._now + timeout, started=self._now)
+        self._requests.add(pending)
         self._send_request(pending)
         return None
 
     def sync(self, request_id: int, timeout: float) -> None:
         """Ask for a linearizable read barrier: completes once every write committed before now is applied here."""
-        if request_id <= 0 or request_id in self._pending:
-            raise ValueError(f"request id {request_id} must be positive and not in use")
+        self._requests.check_id(request_id)
         removed = self.membership.removed_reason
         if removed is not None:
-            self._completed.append(
+            self._requests.completed(
                 Completion(request_id, error=SessionExpiredError(f"this peer is not a member any more: {removed}"))
             )
             return
-        pending = _Pending(request_id, None, 0, self._now + timeout, started=self._now)
-        self._pending[request_id] = pending
+        pending = Pending(request_id, None, 0, self._now + timeout, started=self._now)
+        self._requests.add(pending)
         self._ask_read_index(pending)
 
     def campaign(self) -> None:
@@ -489,9 +456,9 @@ class Replica:
         """True if :meth:`ready` has something for the driver."""
         return (
             bool(self._outbox)
-            or bool(self._completed)
+            or self._requests.has_completions()
             or self._node.has_ready()
-            or self._desired_state() is not self._state
+            or self._connection.next_state(self._connection_event()) is not self._connection.state
             or self.membership.has_work()
         )
 
@@ -518,7 +485,7 @@ class Replica:
             if raft.soft_state is not None:
                 self._on_soft_state(out)
         self._check_term()
-        self._complete_reads(out)
+        self._requests.complete_reads(self.applied)
         self._maybe_snapshot(out)
         self.membership.after_step()
         out.completions.extend(self._drain_completions())
@@ -536,7 +503,7 @@ class Replica:
     # ----------------------------------------------------------------------------------------------------------
     # requests
 
-    def _send_request(self, pending: _Pending) -> None:
+    def _send_request(self, pending: Pending) -> None:
         assert pending.op is not None
         if self.is_leader:
             try:
@@ -596,7 +563,7 @@ class Replica:
         seen.add(fwd.request_id)
 
     def _on_forward_rejected(self, rej: ForwardRejected) -> None:
-        pending = self._pending.get(rej.request_id)
+        pending = self._requests.get(rej.request_id)
         if pending is None or pending.op is None:
             return
         if rej.term != pending.sent_term or rej.incarnation != self.incarnation:
@@ -605,7 +572,7 @@ class Replica:
             pending.sent_term = None  # no copy was proposed: send it again
 
     def _retry_pending(self) -> None:
-        for pending in list(self._pending.values()):
+        for pending in self._requests:
             if pending.op is None:
                 if pending.read_index is None and self._ticks - pending.asked_at >= self.config.election_tick:
                     self._ask_read_index(pending)
@@ -626,27 +593,19 @@ class Replica:
             self._leader_seen_at = self._now
         leaderless = self._now - self._leader_seen_at
         limit = self.config.no_leader_timeout
-        for pending in list(self._pending.values()):
+        for pending in self._requests:
             if self._now >= pending.deadline:
-                del self._pending[pending.request_id]
-                self._completed.append(Completion(pending.request_id, error=OperationTimeoutError(self._late(pending))))
+                self._requests.finish(pending.request_id, error=OperationTimeoutError(self._late(pending)))
             elif limit is not None and pending.request_id > 0 and leaderless >= limit and pending.sent_term is None:
                 # Never proposed nor forwarded (no leader to take it): failing it now changes nothing anywhere.
-                del self._pending[pending.request_id]
-                self._completed.append(
-                    Completion(
-                        pending.request_id,
-                        error=ConnectionLossError(
-                            f"{_describe(pending.op)}: no leader known for {leaderless:.1f}s ({self._quorum_hint()})"
-                        ),
-                    )
-                )
+                why = f"{describe(pending.op)}: no leader known for {leaderless:.1f}s ({self._quorum_hint()})"
+                self._requests.finish(pending.request_id, error=ConnectionLossError(why))
 
-    def _late(self, pending: _Pending) -> str:
+    def _late(self, pending: Pending) -> str:
         timeout = pending.deadline - pending.started
         lead = self._node.lead
         where = f"the leader is {user_id(lead)}" if lead is not None else "no leader is known"
-        return f"{_describe(pending.op)}: no answer within {timeout:g}s ({where}; {self._quorum_hint()})"
+        return f"{describe(pending.op)}: no answer within {timeout:g}s ({where}; {self._quorum_hint()})"
 
     def _quorum_hint(self) -> str:
         voters = sorted(user_id(key) for key in self._conf_state.voters)
@@ -662,16 +621,14 @@ class Replica:
         self._proposed_forwards.clear()
         self._own_commands.clear()
         # A request proposed or forwarded in an older term may or may not commit: its outcome is unknown.
-        for pending in list(self._pending.values()):
-            if pending.op is not None and pending.sent_term is not None and pending.sent_term < term:
-                del self._pending[pending.request_id]
-                self._completed.append(
-                    Completion(pending.request_id, error=ConnectionLossError("leadership changed; outcome unknown"))
-                )
+        self._requests.give_up(
+            lambda p: p.op is not None and p.sent_term is not None and p.sent_term < term,
+            lambda p: ConnectionLossError(f"{describe(p.op)}: leadership changed; outcome unknown"),
+        )
 
     # read-index ------------------------------------------------------------------------------------------------
 
-    def _ask_read_index(self, pending: _Pending) -> None:
+    def _ask_read_index(self, pending: Pending) -> None:
         pending.asked_at = self._ticks
         try:
             self._node.read_index(_read_ctx(self.id, self.incarnation, pending.request_id))
@@ -680,21 +637,8 @@ class Replica:
 
     def _on_read_state(self, index: int, ctx: bytes) -> None:
         request_id = _parse_read_ctx(self.id, self.incarnation, ctx)
-        pending = self._pending.get(request_id) if request_id is not None else None
-        if pending is not None and pending.op is None and pending.read_index is None:
-            pending.read_index = index
-            self._granted[pending.request_id] = pending
-
-    def _complete_reads(self, out: ReplicaOutput) -> None:
-        if not self._granted:
-            return
-        for request_id, pending in list(self._granted.items()):
-            if self._pending.get(request_id) is not pending:
-                del self._granted[request_id]  # timed out meanwhile
-            elif self.applied >= (pending.read_index or 0):
-                del self._granted[request_id]
-                del self._pending[request_id]
-                self._completed.append(Completion(request_id))
+        if request_id is not None:
+            self._requests.grant(request_id, index)
 
     # applying ---------------------------------------------------------------------------------------------------
 
@@ -776,8 +720,7 @@ class Replica:
     ) -> Completion | None:
         """The application's add_member ("add") or remove_member ("remove"); the Completion comes once the
         leader made the change (or gave up). Returns one at once for a request that cannot be made."""
-        if request_id <= 0 or request_id in self._pending:
-            raise ValueError(f"request id {request_id} must be positive and not in use")
+        self._requests.check_id(request_id)
         members = self._node.status().log_conf_state.members()
         present = [key for key in members if user_id(key) == peer_id]
         if kind == "remove" and not present:
@@ -791,7 +734,7 @@ class Replica:
 
     def complete_member_change(self, request_id: int, error: str | None) -> None:
         """The leader finished (``error`` None) or gave up on a member change asked from here."""
-        self._completed.append(Completion(request_id, error=MembershipError(error) if error else None))
+        self._requests.completed(Completion(request_id, error=MembershipError(error) if error else None))
 
     def _after_apply(self, command: Command, result: ApplyResult) -> None:
         op = command.txn.op
@@ -813,10 +756,7 @@ class Replica:
         if request_id < 0:
             self._on_internal_result(request_id, result)
             return
-        pending = self._pending.pop(request_id, None)
-        if pending is None:
-            return  # timed out, or given up when the term changed
-        self._completed.append(Completion(request_id, result.value, result.error))
+        self._requests.finish(request_id, result.value, result.error)  # nothing if timed out or given up
 
     def conf_state(self) -> ConfState:
         """The membership in force here."""
@@ -884,12 +824,10 @@ class Replica:
             self.session_id = None
             self._session_lost = True
         # Whatever we proposed may be inside the snapshot or not: we cannot tell.
-        for pending in list(self._pending.values()):
-            if pending.op is not None and pending.sent_term is not None:
-                del self._pending[pending.request_id]
-                self._completed.append(
-                    Completion(pending.request_id, error=ConnectionLossError("state replaced by a snapshot"))
-                )
+        self._requests.give_up(
+            lambda p: p.op is not None and p.sent_term is not None,
+            lambda p: ConnectionLossError(f"{describe(p.op)}: state replaced by a snapshot; outcome unknown"),
+        )
 
     def _maybe_snapshot(self, out: ReplicaOutput) -> None:
         # A snapshot is a job over many calls, a bounded slice each (see embedzk/replica/snapshots.py).
@@ -931,18 +869,17 @@ class Replica:
             return
         if self.membership.phase is Phase.REMOVED:
             return  # no member any more: no session
-        self._internal_ids -= 1
-        request_id = self._internal_ids
+        request_id = self._requests.internal_id()
         self._session_request = request_id
         session_id = self._rng.randrange(1, MAX_SESSION_ID)
         timeout_ms = int(self.config.session_timeout * 1000)
         op = CreateSessionOp(session_id, timeout_ms, self.id)
-        pending = _Pending(request_id, op, 0, self._now + self.config.session_timeout, started=self._now)
-        self._pending[request_id] = pending
+        pending = Pending(request_id, op, 0, self._now + self.config.session_timeout, started=self._now)
+        self._requests.add(pending)
         self._send_request(pending)
 
     def _on_internal_result(self, request_id: int, result: ApplyResult) -> None:
-        pending = self._pending.pop(request_id, None)
+        pending = self._requests.take(request_id)
         if request_id != self._session_request:
             return
         self._session_request = None
@@ -961,30 +898,29 @@ class Replica:
                 self._housekeeping(CloseSessionOp(stale))
 
     def _drain_completions(self) -> list[Completion]:
-        done = [c for c in self._completed if c.request_id > 0]
-        for completion in self._completed:
-            if completion.request_id < 0 and completion.request_id == self._session_request:
+        done = []
+        for completion in self._requests.drain():
+            if completion.request_id > 0:
+                done.append(completion)
+            elif completion.request_id == self._session_request:
                 self._session_request = None  # timed out or lost: asked again on the next tick
-            elif completion.request_id < 0 and completion.request_id == self._confirm_request:
-                self._confirm_request = None
+            elif completion.request_id == self._connection.confirm_request:
                 # Caught up with everything committed when contact came back: our view of our session is current.
-                self._confirmed = completion.error is None
-        self._completed = []
+                self._connection.confirm_done(completion.error is None)
         return done
 
     def _confirm_currency(self) -> None:
         # After losing the leader, what we know may be stale (our session may have expired meanwhile): before
         # saying CONNECTED again, catch up through a read index, as sync() does.
+        connection = self._connection
         if self._node.lead is None or self._lead_silent():
-            self._confirmed = False
+            connection.contact_lost()
             return
-        if self._confirmed or self._confirm_request is not None:
+        if connection.confirmed or connection.confirm_request is not None:
             return
-        self._internal_ids -= 1
-        request_id = self._internal_ids
-        self._confirm_request = request_id
-        pending = _Pending(request_id, None, 0, self._now + self.config.session_timeout, started=self._now)
-        self._pending[request_id] = pending
+        request_id = connection.confirm_request = self._requests.internal_id()
+        pending = Pending(request_id, None, 0, self._now + self.config.session_timeout, started=self._now)
+        self._requests.add(pending)
         self._ask_read_index(pending)
 
     def _ping_leader(self) -> None:
@@ -1054,12 +990,14 @@ class Replica:
         # fell silent (the voters lost their quorum, or it was cut off) would keep believing in it: time it here.
         return not self.is_leader and self._ticks - self._last_lead_contact > 2 * self.config.election_tick
 
-    def _desired_state(self) -> KeeperState:
-        if self._session_lost or self.membership.phase is Phase.REMOVED:
-            return KeeperState.LOST
-        if self._node.lead is None or self.session_id is None or not self._confirmed or self._lead_silent():
-            return KeeperState.SUSPENDED
-        return KeeperState.CONNECTED
+    def _connection_event(self) -> Event:
+        return Connection.event_for(
+            removed=self.membership.phase is Phase.REMOVED,
+            session_lost=self._session_lost,
+            in_touch=self._node.lead is not None and not self._lead_silent(),
+            session_open=self.session_id is not None,
+            confirmed=self._connection.confirmed,
+        )
 
     def _report_membership(self, out: ReplicaOutput) -> None:
         membership = self.membership
@@ -1075,9 +1013,8 @@ class Replica:
 
     def _update_state(self, out: ReplicaOutput) -> None:
         self._confirm_currency()
-        state = self._desired_state()
-        if state != self._state:
-            self._state = state
+        state = self._connection.advance(self._connection_event())
+        if state is not None:
             out.state = state
 
 
@@ -1131,24 +1068,3 @@ def _parse_read_ctx(replica_id: str, incarnation: int, ctx: bytes) -> int | None
         return int(number)
     except (UnicodeDecodeError, ValueError):
         return None
-
-
-def _describe(op: Op | None) -> str:
-    """A request in words, for error messages: what it was, and on which path."""
-    if op is None:
-        return "sync"
-    path = getattr(op, "path", None)
-    name = _OP_NAMES.get(type(op).__name__, type(op).__name__)
-    return f"{name} {path}" if path else name
-
-
-_OP_NAMES = {
-    "CreateOp": "create",
-    "SetDataOp": "set",
-    "DeleteOp": "delete",
-    "CheckOp": "check",
-    "MultiOp": "transaction",
-    "CreateSessionOp": "opening a session",
-    "CloseSessionOp": "closing a session",
-    "DeleteContainerOp": "reaping",
-}
