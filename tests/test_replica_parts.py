@@ -1,0 +1,114 @@
+"""The replica's parts on their own: the connection state machine and the request table."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from embedzk.errors import ConnectionLossError
+from embedzk.model import KeeperState
+from embedzk.replica.connection import TRANSITIONS, Connection, Event
+from embedzk.replica.requests import Pending, RequestTable, describe
+from embedzk.tree.txn import CreateOp
+
+# --- the connection state machine --------------------------------------------------------------------------------
+
+
+def test_every_state_and_event_pair_has_a_transition() -> None:
+    assert set(TRANSITIONS) == set(itertools.product(KeeperState, Event))
+
+
+@pytest.mark.parametrize("state", list(KeeperState))
+def test_removal_and_expiry_always_lose_the_session(state: KeeperState) -> None:
+    assert TRANSITIONS[(state, Event.REMOVED)] is KeeperState.LOST
+    assert TRANSITIONS[(state, Event.SESSION_EXPIRED)] is KeeperState.LOST
+
+
+def test_a_connection_is_connected_only_when_caught_up_with_a_session_and_a_leader() -> None:
+    facts = dict(removed=False, session_lost=False, in_touch=True, session_open=True, confirmed=True)
+    assert Connection.event_for(**facts) is Event.CAUGHT_UP
+    for missing in ("in_touch", "session_open", "confirmed"):
+        assert Connection.event_for(**{**facts, missing: False}) is Event.OUT_OF_TOUCH, missing
+    # The session and the membership come first: a lost session is not merely out of touch.
+    assert Connection.event_for(**{**facts, "session_lost": True}) is Event.SESSION_EXPIRED
+    assert Connection.event_for(**{**facts, "session_lost": True, "removed": True}) is Event.REMOVED
+
+
+def test_a_connection_walks_through_its_states_and_reports_only_changes() -> None:
+    connection = Connection()
+    assert connection.state is KeeperState.SUSPENDED
+    assert connection.advance(Event.OUT_OF_TOUCH) is None
+    assert connection.advance(Event.CAUGHT_UP) is KeeperState.CONNECTED
+    assert connection.advance(Event.CAUGHT_UP) is None
+    assert connection.advance(Event.OUT_OF_TOUCH) is KeeperState.SUSPENDED
+    assert connection.advance(Event.SESSION_EXPIRED) is KeeperState.LOST
+    # A new session: suspended until caught up, then connected again.
+    assert connection.advance(Event.OUT_OF_TOUCH) is KeeperState.SUSPENDED
+    assert connection.advance(Event.CAUGHT_UP) is KeeperState.CONNECTED
+    assert connection.advance(Event.REMOVED) is KeeperState.LOST
+
+
+def test_losing_contact_means_catching_up_again() -> None:
+    connection = Connection()
+    connection.confirm_request = -1
+    connection.confirm_done(True)
+    assert connection.confirmed and connection.confirm_request is None
+    connection.contact_lost()
+    assert not connection.confirmed
+
+
+# --- the request table -------------------------------------------------------------------------------------------
+
+
+def _write(table: RequestTable, request_id: int, sent_term: int | None = None) -> Pending:
+    pending = Pending(request_id, CreateOp("/a", b""), 0, deadline=10.0, sent_term=sent_term)
+    table.add(pending)
+    return pending
+
+
+def test_request_ids_must_be_positive_and_unused() -> None:
+    table = RequestTable()
+    _write(table, 1)
+    for bad in (0, -3, 1):
+        with pytest.raises(ValueError):
+            table.check_id(bad)
+    table.check_id(2)
+    assert table.internal_id() == -1 and table.internal_id() == -2  # the replica's own: never the application's
+
+
+def test_a_request_completes_once_and_not_after_it_was_given_up() -> None:
+    table = RequestTable()
+    _write(table, 1, sent_term=1)
+    _write(table, 2, sent_term=None)
+    table.give_up(lambda p: p.sent_term is not None, lambda p: ConnectionLossError(describe(p.op)))
+    assert [p.request_id for p in table] == [2]
+    assert table.finish(1, value="/a") is None  # answered after it was given up: nothing more is completed
+    assert table.finish(2, value="/a") is not None
+    done = table.drain()
+    assert [(c.request_id, type(c.error).__name__ if c.error else c.value) for c in done] == [
+        (1, "ConnectionLossError"),
+        (2, "/a"),
+    ]
+    assert str(done[0].error) == "create /a"
+    assert table.drain() == [] and len(table) == 0
+
+
+def test_a_sync_completes_once_its_read_index_is_applied() -> None:
+    table = RequestTable()
+    table.add(Pending(5, None, 0, deadline=10.0))
+    table.grant(5, 12)
+    table.grant(5, 3)  # a later answer to an earlier ask changes nothing
+    table.complete_reads(11)
+    assert not table.has_completions()
+    table.complete_reads(12)
+    assert [c.request_id for c in table.drain()] == [5]
+
+
+def test_a_granted_sync_that_timed_out_is_not_completed_again() -> None:
+    table = RequestTable()
+    table.add(Pending(5, None, 0, deadline=10.0))
+    table.grant(5, 12)
+    table.finish(5, error=ConnectionLossError("timed out"))
+    table.complete_reads(20)
+    assert len(table.drain()) == 1
