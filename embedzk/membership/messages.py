@@ -152,8 +152,12 @@ class Presence:
 @message(83)
 @dataclass(frozen=True, slots=True)
 class Removed:
-    """The leader of ``term`` tells a sender that is not in its membership that it was removed."""
+    """The leader of ``term`` tells member ``key``, which is not in its membership, that it was removed.
 
+    Sent to an address: the key says whom it is for, since a new member may listen at that address by the time it
+    arrives (a worker back on a fresh disk, a delayed frame), and it must not take the news for its own."""
+
+    key: str
     term: int
     reason: str
 

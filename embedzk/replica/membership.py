@@ -365,7 +365,8 @@ class Membership:
         elif isinstance(msg, Presence):
             self._on_presence(frm, msg)
         elif isinstance(msg, Removed):
-            if self.phase is Phase.MEMBER and msg.term >= self._replica.term:
+            # For this member only: another may have listened at this address before (or may, after).
+            if msg.key == self.key and self.phase is Phase.MEMBER and msg.term >= self._replica.term:
                 self.removed(msg.reason)
         elif isinstance(msg, MemberStatus):
             if frm == self._replica.lead and msg.term == self._replica.term:
@@ -475,7 +476,7 @@ class Membership:
             return  # added already; it hears so through the log
         if req.key in replica.removed_keys:
             # Removed already: a request of its from before (delayed, or replayed) must not bring it back.
-            replica.send(req.address, Removed(replica.term, f"{req.key} was removed from the cluster"))
+            replica.send(req.address, Removed(req.key, replica.term, f"{req.key} was removed from the cluster"))
             return
         self.announced[req.key] = (req.address, replica.now)
         self.routes_changed = True
@@ -542,7 +543,8 @@ class Membership:
         if not replica.is_leader:
             return
         if not replica.is_member(frm):
-            replica.send(msg.address, Removed(replica.term, f"{frm} is not a member of the cluster (removed)"))
+            why = f"{frm} is not a member of the cluster (removed)"
+            replica.send(msg.address, Removed(frm, replica.term, why))
             return
         self._versions[frm] = (msg.min_version, msg.max_version)
         if msg.voter:
