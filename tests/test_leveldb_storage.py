@@ -440,8 +440,40 @@ def test_checksum_mismatch_of_a_snapshot_chunk_is_caught_on_read(data_dir: Path)
     db.put(key, bytes(value))
     db.close()
     with open_storage(data_dir) as s:  # chunks are read on demand, not at open
+        chunks = s.snapshot_chunks()
+        assert len(chunks) == 2 and chunks[0] == b"one"
         with pytest.raises(StorageError, match="corrupt record .* checksum mismatch"):
-            s.snapshot_chunks()
+            chunks[1]
+        with pytest.raises(StorageError, match="corrupt record .* checksum mismatch"):
+            list(chunks)
+
+
+def test_snapshot_chunks_are_read_one_at_a_time_from_the_snapshot_asked_for(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_storage(data_dir) as s:
+        s.append(ents(1, 6))
+        s.save_snapshot(SnapshotMeta(2, 1, CONF), [b"a0", b"a1", b"a2"])
+        reads: list[bytes] = []
+        original = LevelDBStorage._stored_chunk
+
+        def counting(self: LevelDBStorage, view: Any, generation: int, number: int) -> bytes:
+            chunk = original(self, view, generation, number)
+            reads.append(chunk)
+            return chunk
+
+        monkeypatch.setattr(LevelDBStorage, "_stored_chunk", counting)
+        chunks = s.snapshot_chunks()
+        assert len(chunks) == 3 and reads == []  # nothing read until a chunk is asked for
+        assert chunks[1] == b"a1" and reads == [b"a1"]
+        # A newer snapshot replaces this one (its chunks are deleted from the database): the sequence handed out
+        # before still reads the old snapshot's chunks, never a mix of the two.
+        s.save_snapshot(SnapshotMeta(5, 1, CONF), [b"b0"])
+        s.compact(5)
+        assert list(chunks) == [b"a0", b"a1", b"a2"] and chunks[-1] == b"a2" and chunks[0:2] == [b"a0", b"a1"]
+        assert list(s.snapshot_chunks()) == [b"b0"]
+        with pytest.raises(IndexError):
+            chunks[3]
 
 
 def test_a_hole_in_the_log(data_dir: Path) -> None:

@@ -14,6 +14,8 @@ are contiguous from ``first_index`` to ``last_index``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from embedzk.consensus.types import Entry, SnapshotMeta
 from embedzk.consensus.storage import CompactedError, LogStorage, UnavailableError
 
@@ -378,8 +380,9 @@ class RaftLog:
         if index > self.applying:
             self.applying = index
 
-    def snapshot(self) -> tuple[SnapshotMeta, list[bytes]]:
-        """The latest snapshot, to send to a follower that needs entries already compacted away."""
+    def snapshot(self) -> tuple[SnapshotMeta, Sequence[bytes]]:
+        """The latest snapshot, to send to a follower that needs entries already compacted away. The chunks are
+        the storage's sequence as it gives it: a storage on disk reads each chunk only when it is sent."""
         if self.unstable.snapshot is not None:
             return self.unstable.snapshot, self.unstable.snapshot_chunks
-        return self.storage.snapshot_meta(), list(self.storage.snapshot_chunks())
+        return self.storage.snapshot_meta(), self.storage.snapshot_chunks()

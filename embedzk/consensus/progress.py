@@ -74,8 +74,8 @@ class Inflights:
 class SnapshotTransfer:
     """A snapshot being sent to one follower, one chunk at a time.
 
-    The chunks are held for the whole transfer, so a snapshot the leader's storage takes meanwhile never mixes
-    chunks of two snapshots. ``next_chunk`` is the chunk sent and not yet acknowledged; ``idle_beats`` counts
+    The chunk sequence is held for the whole transfer, so a snapshot the leader's storage takes meanwhile never
+    mixes chunks of two snapshots (a storage on disk hands out a point-in-time view, read a chunk at a time). ``next_chunk`` is the chunk sent and not yet acknowledged; ``idle_beats`` counts
     heartbeat rounds without an acknowledgement, to resend a chunk the network lost.
     """
 

@@ -33,10 +33,10 @@ from __future__ import annotations
 import bisect
 import os
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, overload
 
 import plyvel
 
@@ -213,6 +213,40 @@ class _Staging:
         self.count = 0
 
 
+class _StoredChunks(Sequence[bytes]):
+    """A stored snapshot's chunks, read one at a time from a LevelDB snapshot (a point-in-time view)."""
+
+    __slots__ = ("_count", "_generation", "_storage", "_view")
+
+    def __init__(self, storage: LevelDBStorage, view: Any, generation: int, count: int) -> None:
+        self._storage = storage
+        self._view = view
+        self._generation = generation
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[bytes]:
+        for number in range(self._count):
+            yield self._storage._stored_chunk(self._view, self._generation, number)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"chunk {index} of a snapshot of {self._count}")
+        return self._storage._stored_chunk(self._view, self._generation, index)
+
+
 class LevelDBStorage:
     """The :class:`~embedzk.persist.base.Storage` protocol over a LevelDB directory owned by one replica.
 
@@ -356,17 +390,19 @@ class LevelDBStorage:
         return self._snapshot.meta
 
     def snapshot_chunks(self) -> Sequence[bytes]:
-        """The latest snapshot's data, in its chunks, read from disk (not cached: it may be large)."""
+        """The latest snapshot's data, in its chunks, each read from disk when asked for (a snapshot may be far
+        larger than what should be held in memory at once, or read in one go on the loop thread).
+
+        The sequence reads from a LevelDB snapshot taken now, so it goes on giving this snapshot's chunks after a
+        newer snapshot replaced it (a leader's transfer to a follower outlives the snapshots it takes meanwhile).
+        A chunk that is missing or corrupt raises StorageError when it is read."""
         self._check_usable()
         snap = self._snapshot
-        chunks: list[bytes] = []
-        for key, value in self._scan(_chunk_prefix(snap.generation), _chunk_prefix(snap.generation + 1)):
-            if key != _chunk_key(snap.generation, len(chunks)):
-                break
-            chunks.append(self._unseal(key, value))
-        if len(chunks) != snap.chunk_count:
-            self._corrupt(_chunk_key(snap.generation, len(chunks)), "snapshot chunk missing")
-        return chunks
+        try:
+            view = self._db.snapshot()
+        except (plyvel.Error, OSError) as exc:
+            raise _read_failure(self._path, exc) from exc
+        return _StoredChunks(self, view, snap.generation, snap.chunk_count)
 
     # --- write side --------------------------------------------------------------------------------------------
 
@@ -669,12 +705,20 @@ class LevelDBStorage:
             puts.append((_MEMBER, seal(_MEMBER, encode(self._member))))
         self._write(puts, (), sync=True)
 
-    def _raw(self, key: bytes) -> bytes | None:
+    def _raw(self, key: bytes, view: Any = None) -> bytes | None:
+        """The value stored at ``key`` (in ``view``, a LevelDB snapshot, if given), or None."""
         try:
-            value: bytes | None = self._db.get(key, verify_checksums=True)
-        except (plyvel.Error, OSError) as exc:
+            value: bytes | None = (self._db if view is None else view).get(key, verify_checksums=True)
+        except (plyvel.Error, OSError, RuntimeError) as exc:  # RuntimeError: plyvel's "closed database"
             raise _read_failure(self._path, exc) from exc
         return value
+
+    def _stored_chunk(self, view: Any, generation: int, number: int) -> bytes:
+        key = _chunk_key(generation, number)
+        value = self._raw(key, view)
+        if value is None:
+            self._corrupt(key, "snapshot chunk missing")
+        return self._unseal(key, value)
 
     def _bootstrap(self, cluster_id: str, peer_id: str, conf_state: ConfState | None) -> None:
         if self._holds_any_key():
