@@ -327,11 +327,16 @@ def test_data_watch_yields_the_data_now_and_after_every_change() -> None:
             async with zk.DataWatch("/config") as config:
                 assert isinstance(config, AsyncDataWatch)
                 assert await asyncio.wait_for(anext(config), 5) == (None, None, None)  # not there yet
-                await zk.create("/config", b"v1")
-                await zk.set("/config", b"v2")
-                await zk.delete("/config")
-                await zk.create("/config", b"v3")  # the watch outlives the node
-                got = [await asyncio.wait_for(anext(config), 5) for _ in range(4)]
+                # Each item is read when it is dispatched: take it before the next change, to see every state.
+                got = []
+                for change in (
+                    zk.create("/config", b"v1"),
+                    zk.set("/config", b"v2"),
+                    zk.delete("/config"),
+                    zk.create("/config", b"v3"),  # the watch outlives the node
+                ):
+                    await change
+                    got.append(await asyncio.wait_for(anext(config), 5))
                 assert [(data, event.type if event else None) for data, _stat, event in got] == [
                     (b"v1", EventType.CREATED), (b"v2", EventType.CHANGED), (None, EventType.DELETED),
                     (b"v3", EventType.CREATED),
