@@ -187,17 +187,23 @@ class Loop:
 
     def _run(self) -> None:
         next_tick = time.monotonic()
+        replica = self.replica
         try:
             self._pump()
             while self._running:
                 now = time.monotonic()
-                frames = self.transport.receive(0.0 if self._calls_left else max(0.0, next_tick - now))
+                # Queued calls, or the replica's own work in slices (a snapshot being installed): look for frames
+                # without waiting, then go on with the work.
+                idle = not (self._calls_left or replica.busy)
+                frames = self.transport.receive(max(0.0, next_tick - now) if idle else 0.0)
                 for frm, frame in frames:
                     self._receive(frm, frame)
                 self._run_calls()
+                if replica.busy:
+                    replica.work()
                 now = time.monotonic()
                 if now >= next_tick:
-                    self.replica.tick(now, int(time.time() * 1000))
+                    replica.tick(now, int(time.time() * 1000))
                     next_tick += self.tick_interval
                     if next_tick < now:  # we fell behind (a long stall): don't tick in a burst to catch up
                         next_tick = now + self.tick_interval

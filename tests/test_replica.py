@@ -314,3 +314,53 @@ def test_a_read_asked_by_an_earlier_incarnation_never_answers_this_ones_sync() -
     c.run(1.0)
     answers = [done for done in c.completions[fid] if done.request_id == 1]
     assert len(answers) == 1 and answers[0].error is None
+
+
+def test_a_snapshot_from_the_leader_is_rebuilt_in_slices_while_the_replica_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from embedzk.replica import replica as replica_module
+    from embedzk.tree.datatree import TreeRestorer
+
+    cluster = Cluster(session_timeout=2.0)
+    cluster.run(0.5)
+    leader = cluster.leader()
+    follower = cluster.follower()
+    for r in cluster.replicas.values():
+        r.config.snapshot_entries, r.config.keep_entries = 200, 0
+    cluster.cut.add(follower.id)
+    # About 3 MB of data: a snapshot of some two dozen chunks of 128 KiB.
+    for i in range(1, 1501):
+        assert leader.submit(i, CreateOp(f"/n{i:05}", bytes(2000)), timeout=30.0) is None
+    cluster.pump(leader.id)
+    cluster.run(1.0)
+    assert leader.tree.node_count() > 1500 and leader.stats()["snapshot_index"] > 1000
+
+    steps: list[int] = []
+    original = TreeRestorer.step
+
+    def counted(self: TreeRestorer, chunks: int) -> bool:
+        steps.append(chunks)
+        return original(self, chunks)
+
+    monkeypatch.setattr(TreeRestorer, "step", counted)
+    cluster.cut.clear()
+    busy_ticks = 0
+    asked = False
+    for _ in range(500):
+        cluster.run(TICK)
+        if follower.busy:
+            busy_ticks += 1
+            # Not in place until whole: reads go on seeing the old tree, and a write asked meanwhile is taken.
+            assert follower.tree.node_count() < 100
+            if not asked:
+                assert follower.submit(9999, CreateOp("/during", b"x"), timeout=30.0) is None
+                asked = True
+        elif busy_ticks:
+            break
+    assert busy_ticks >= 3, busy_ticks  # spread over several ticks, a few chunks each
+    assert steps and max(steps) <= replica_module.RESTORE_CHUNKS_PER_STEP
+    cluster.run(0.5)
+    assert follower.tree.digest == leader.tree.digest and follower.tree.exists("/n01500") is not None
+    done = [c for c in cluster.completions[follower.id] if c.request_id == 9999]
+    assert done and done[0].error is None and follower.tree.exists("/during") is not None

@@ -17,6 +17,11 @@ The driver (the peer's loop thread, or the simulator) owns every clock, socket a
    (``storage.save_snapshot`` then ``storage.compact(out.compact_to)``), hand ``out.completions`` to whoever
    waits and ``out.applied`` to the watch dispatcher. ``out.snapshot`` may be one part of a snapshot written
    across several iterations (a :class:`~embedzk.persist.base.SnapshotPart`); storage takes it all the same.
+3. While :attr:`Replica.busy`, call :meth:`Replica.work` between inputs without waiting for any: a snapshot from
+   the leader is rebuilt into a tree a few chunks per call (a tree of a million znodes takes seconds), so that
+   ticks, messages and requests go on meanwhile. The Ready that brought the snapshot waits for it (its committed
+   entries and messages come out of the :meth:`advance` that puts the tree in place); :meth:`tick` does a slice
+   too, so a driver that never looks at ``busy`` still gets there, one tick at a time.
 
 Nothing is sent before what it depends on is on disk: the driver sends what :meth:`advance` returns, and calls it
 only after persisting; the early messages depend on nothing this Ready persists. :func:`pack` turns a list of
@@ -76,6 +81,7 @@ from embedzk.replica.requests import Completion, Pending, RequestTable, describe
 from embedzk.replica.sessions import SessionTracker
 from embedzk.settings import check_election
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
+from embedzk.tree.datatree import TreeRestorer
 from embedzk.tree.txn import (
     CloseSessionOp,
     CreateOp,
@@ -95,6 +101,9 @@ SNAPSHOT_FORMAT = 2
 REMOVED_KEYS = 4096
 #: The highest session id ZooKeeper's encoding leaves free of the container/TTL markers (EphemeralType).
 MAX_SESSION_ID = 2**56
+#: Chunks of a snapshot from the leader (about 128 KiB each, some thousand znodes) rebuilt into the tree per
+#: :meth:`Replica.work` call: a few milliseconds, so that the loop goes on ticking and answering in between.
+RESTORE_CHUNKS_PER_STEP = 4
 
 
 @dataclass(slots=True)
@@ -159,6 +168,8 @@ class ReplicaOutput:
     applied: list[tuple[int, tuple[TreeEvent, ...]]] = field(default_factory=list)
     #: The tree was replaced by a snapshot from the leader: watchers cannot be told change by change.
     tree_replaced: bool = False
+    #: The index of that snapshot (applied before the changes in ``applied``), when ``tree_replaced``.
+    installed_index: int | None = None
     #: A snapshot of the applied state to store, and the index to compact the log to afterwards.
     snapshot: tuple[SnapshotMeta, list[bytes] | SnapshotPart] | None = None
     compact_to: int = 0
@@ -172,6 +183,21 @@ class ReplicaOutput:
     removed: str | None = None
     #: The cluster's protocol version changed (the driver writes its frames in it from now on).
     version_changed: bool = False
+
+
+@dataclass(slots=True)
+class _SnapshotInstall:
+    """A snapshot from the leader being installed: its tree rebuilt a few chunks at a time, while the Ready that
+    brought it waits (its committed entries, messages and the consensus node's advance) until the tree is whole."""
+
+    meta: SnapshotMeta
+    header: SnapshotHeader | SnapshotHeaderV1 | None
+    restorer: TreeRestorer | None  # None: the bootstrap snapshot, an empty tree
+    raft: Ready
+
+    @property
+    def done(self) -> bool:
+        return self.restorer is None or self.restorer.done
 
 
 class Replica:
@@ -195,9 +221,15 @@ class Replica:
         self.removed_keys: dict[str, None] = {}
         self._last_time_ms = 0
         meta = storage.snapshot_meta()
-        self.tree = self._restore(meta, storage.snapshot_chunks()) if meta.index > 0 else DataTree(
-            max_data_bytes=config.max_data_bytes
-        )
+        self.tree = DataTree(max_data_bytes=config.max_data_bytes)
+        if meta.index > 0:
+            header, restorer = self._open_snapshot(meta, storage.snapshot_chunks())
+            self._adopt_header(header)
+            if restorer is not None:
+                restorer.step(1 << 62)  # at start, before the loop runs: all at once
+                self.tree = restorer.tree
+        # A snapshot from the leader being installed (see work()).
+        self._installing: _SnapshotInstall | None = None
         self._snapshot_index = meta.index
         # A snapshot of our own applied state being written in parts across iterations (see snapshots.py).
         self._snapshot_job: snapshot_jobs.SnapshotJob | None = None
@@ -275,6 +307,11 @@ class Replica:
     def state(self) -> KeeperState:
         """CONNECTED, SUSPENDED or LOST, as kazoo's states."""
         return self._connection.state
+
+    @property
+    def busy(self) -> bool:
+        """Whether :meth:`work` has something to do: the driver then calls it without waiting for input."""
+        return self._installing is not None and not self._installing.done
 
     @property
     def node(self) -> RawNode:
@@ -359,6 +396,7 @@ class Replica:
         self._now = now
         self._wall_ms = wall_ms
         self._ticks += 1
+        self.work()
         if self.membership.phase is not Phase.REMOVED:
             self._node.tick()  # a removed member takes no part in elections
         self._expire_requests()
@@ -437,6 +475,14 @@ class Replica:
         self._requests.add(pending)
         self._ask_read_index(pending)
 
+    def work(self) -> None:
+        """Work that goes on between inputs, a bounded slice per call: rebuilding the tree from a snapshot the
+        leader sent. The driver calls it while :attr:`busy` (and :meth:`tick` calls it too); once the tree is whole,
+        :meth:`has_ready` says so and the next :meth:`advance` puts it in place."""
+        installing = self._installing
+        if installing is not None and installing.restorer is not None and not installing.restorer.done:
+            installing.restorer.step(RESTORE_CHUNKS_PER_STEP)
+
     def campaign(self) -> None:
         """Start an election now (tests, leadership hand-over)."""
         self._node.campaign()
@@ -457,7 +503,7 @@ class Replica:
         return (
             bool(self._outbox)
             or self._requests.has_completions()
-            or self._node.has_ready()
+            or (self._node.has_ready() if self._installing is None else self._installing.done)
             or self._connection.next_state(self._connection_event()) is not self._connection.state
             or self.membership.has_work()
         )
@@ -465,6 +511,8 @@ class Replica:
     def ready(self) -> ReplicaReady:
         """What to persist now; call :meth:`advance` once it is on disk."""
         record = self.membership.take_record()
+        if self._installing is not None:
+            return ReplicaReady(None, record)  # the Ready that brought the snapshot is not advanced yet
         return ReplicaReady(self._node.ready() if self._node.has_ready() else None, record)
 
     def advance(self, rd: ReplicaReady) -> ReplicaOutput:
@@ -473,9 +521,13 @@ class Replica:
         if rd.record is not None:
             self.membership.persisted()
         raft = rd.raft
+        if raft is not None and raft.snapshot is not None:
+            # Persisted: now rebuild the tree from it, a slice per work() call, and go on with this Ready after.
+            self._begin_install(raft)
+            raft = None
+        elif raft is None and self._installing is not None and self._installing.done:
+            raft = self._finish_install(out)
         if raft is not None:
-            if raft.snapshot is not None:
-                self._install_snapshot(raft.snapshot[0], raft.snapshot[1], out)
             for entry in raft.committed_entries:
                 self._apply_entry(entry, out)
             self._node.advance(raft)
@@ -783,10 +835,13 @@ class Replica:
 
     # snapshots --------------------------------------------------------------------------------------------------
 
-    def _restore(self, meta: SnapshotMeta, chunks: Any) -> DataTree:
+    def _open_snapshot(
+        self, meta: SnapshotMeta, chunks: Any
+    ) -> tuple[SnapshotHeader | SnapshotHeaderV1 | None, TreeRestorer | None]:
+        """The replica's header of a snapshot and a restorer of its tree (None for the bootstrap snapshot: the state
+        before the first entry, an empty tree). Raises DecodeError for a header this build cannot read."""
         if meta.index == 0 and not chunks:
-            # The bootstrap snapshot: the state before the first entry (a new member takes it from the leader).
-            return DataTree(max_data_bytes=self.config.max_data_bytes)
+            return None, None
         rest = iter(chunks)
         first = next(rest, None)
         if first is None:
@@ -799,6 +854,11 @@ class Replica:
                 f"snapshot format {header.format} is newer than this build reads (up to {SNAPSHOT_FORMAT}): "
                 f"upgrade embedzk"
             )
+        return header, TreeRestorer(rest, max_data_bytes=self.config.max_data_bytes)
+
+    def _adopt_header(self, header: SnapshotHeader | SnapshotHeaderV1 | None) -> None:
+        if header is None:
+            return
         self.addresses.update(header.addresses)
         self._last_time_ms = max(self._last_time_ms, header.last_time_ms)
         if isinstance(header, SnapshotHeader):
@@ -808,29 +868,50 @@ class Replica:
             self.removed_keys = {}
             for key in header.removed:
                 self._note_removed(key)
-        return DataTree.restore(rest, max_data_bytes=self.config.max_data_bytes)
 
-    def _install_snapshot(self, meta: SnapshotMeta, chunks: list[bytes], out: ReplicaOutput) -> None:
+    def _begin_install(self, raft: Ready) -> None:
+        assert raft.snapshot is not None
+        meta, chunks = raft.snapshot
+        header, restorer = self._open_snapshot(meta, chunks)
+        if self._snapshot_job is not None:
+            self._snapshot_job.cancel()  # a snapshot of the state being replaced: moot
+            self._snapshot_job = None
+        self._installing = _SnapshotInstall(meta, header, restorer, raft)
+        # Whatever we proposed so far may be inside the snapshot or not: we cannot tell. (What we send from now on
+        # comes after it in the leader's log, and is answered as it is applied here.)
+        self._requests.give_up(
+            lambda p: p.op is not None and p.sent_term is not None,
+            lambda p: ConnectionLossError(f"{describe(p.op)}: state replaced by a snapshot; outcome unknown"),
+        )
+        self.work()  # a small snapshot is whole at once
+
+    def _finish_install(self, out: ReplicaOutput) -> Ready:
+        """The tree is whole: put it in place, with what the snapshot says besides; return the held Ready."""
+        installing = self._installing
+        assert installing is not None and installing.done
+        self._installing = None
+        meta = installing.meta
         if meta.index > 0:
             self.addresses = {}  # the snapshot's header holds every member's address
-        self.tree = self._restore(meta, chunks)
+        self._adopt_header(installing.header)
+        restorer = installing.restorer
+        self.tree = DataTree(max_data_bytes=self.config.max_data_bytes) if restorer is None else restorer.tree
         self.membership.cluster_known(self.cluster_uuid)
         self.applied = meta.index
         self._conf_state = meta.conf_state
         self._members_changed = True
         self._snapshot_index = meta.index
         out.tree_replaced = True
+        out.installed_index = meta.index
         if self.session_id is not None and self.session_id not in self.tree.sessions():
             self.session_id = None
             self._session_lost = True
-        # Whatever we proposed may be inside the snapshot or not: we cannot tell.
-        self._requests.give_up(
-            lambda p: p.op is not None and p.sent_term is not None,
-            lambda p: ConnectionLossError(f"{describe(p.op)}: state replaced by a snapshot; outcome unknown"),
-        )
+        return installing.raft
 
     def _maybe_snapshot(self, out: ReplicaOutput) -> None:
         # A snapshot is a job over many calls, a bounded slice each (see embedzk/replica/snapshots.py).
+        if self._installing is not None:
+            return  # the tree is about to be replaced by the leader's snapshot
         job = self._snapshot_job
         if job is not None and job.tree is not self.tree:
             job.cancel()  # a snapshot from the leader replaced the tree: this one is moot

@@ -374,8 +374,7 @@ class SimNode:
                 self.disk.save_snapshot(*out.snapshot)
                 self.disk.compact(out.compact_to)
             self._send(out.messages)
-            snapshot = raft.snapshot[0].index if raft is not None and raft.snapshot is not None else None
-            self._watch(snapshot, before, out.applied)
+            self._watch(out.installed_index, before, out.applied)
             sim.invariants.stepped(self.id, replica)
             if replica.is_leader:
                 sim.new_leader(self.id, replica.term)

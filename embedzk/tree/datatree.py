@@ -70,6 +70,7 @@ __all__ = [
     "Node",
     "SnapshotStream",
     "TreeEvent",
+    "TreeRestorer",
     "ttl_of",
     "ttl_owner",
 ]
@@ -926,17 +927,48 @@ class DataTree:
         DataInconsistencyError for a well-formed snapshot that contradicts itself (a node without its parent,
         an ephemeral without its session, a digest that does not match); nothing else.
         """
-        tree = cls(max_data_bytes=max_data_bytes)
-        loader = _Loader(tree)
+        restorer = TreeRestorer(chunks, max_data_bytes=max_data_bytes)
+        while not restorer.step(1 << 62):
+            pass
+        return restorer.tree
+
+
+class TreeRestorer:
+    """A tree rebuilt from :meth:`DataTree.snapshot_chunks` a few chunks at a time, so that a loop that has other
+    work (heartbeats, requests) can rebuild a large tree between it: :meth:`step` until it returns True, then take
+    :attr:`tree`. What :meth:`DataTree.restore` checks and raises, :meth:`step` checks and raises."""
+
+    __slots__ = ("_done", "_loader", "_records", "tree")
+
+    def __init__(self, chunks: Iterable[bytes], *, max_data_bytes: int = 1 << 20) -> None:
+        #: The tree being built: complete (and to be used) only once :meth:`step` returned True.
+        self.tree = DataTree(max_data_bytes=max_data_bytes)
+        self._loader = _Loader(self.tree)
+        self._records = _snapshot.read_snapshot(chunks)
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the tree is complete."""
+        return self._done
+
+    def step(self, chunks: int) -> bool:
+        """Load up to ``chunks`` more chunks (one snapshot record each); True once the tree is complete."""
+        if self._done:
+            return True
         try:
-            for record in _snapshot.read_snapshot(chunks):
-                loader.load(record)
-            loader.finish()
+            for _ in range(chunks):
+                record = next(self._records, None)
+                if record is None:
+                    self._loader.finish()
+                    self._done = True
+                    return True
+                self._loader.load(record)
         except (DecodeError, DataInconsistencyError):
             raise
         except Exception as exc:  # noqa: BLE001 - the loader checks before it trusts; this is the last guard
             raise DecodeError(f"snapshot rejected: {type(exc).__name__}: {exc}") from None
-        return tree
+        return False
 
 
 def _node_records(root: Node) -> Iterator[_snapshot.NodeRecord]:
