@@ -108,6 +108,7 @@ class _Stream(Generic[Item]):
             except Exception:
                 self.close()
                 raise
+            self._registered = None  # known now: later items need not wait a loop turn for it
 
     def __aiter__(self) -> Self:
         """The stream is its own iterator."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gc
+import inspect
+import re
+import textwrap
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -442,3 +447,50 @@ def test_state_listeners_run_in_the_event_loop_one_call_at_a_time() -> None:
             zk.remove_listener(slow)
 
     run(main())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/asyncio.md
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "asyncio.md"
+_BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)
+#: A block holding this comment is not run; the comment says why.
+NOT_RUN = "# not run as a test:"
+
+
+@pytest.mark.timeout(120)
+def test_every_example_of_the_asyncio_guide_runs_as_written() -> None:
+    """As ``python -m asyncio`` would run them: in order, in one namespace, with ``await`` at top level."""
+    blocks = [textwrap.dedent(match.group(2)) for match in _BLOCK.finditer(GUIDE.read_text())]
+    assert len(blocks) >= 12, "a block was lost: the pattern no longer matches the document"
+    skipped = [number for number, block in enumerate(blocks, start=1) if NOT_RUN in block]
+    assert skipped == [1], f"blocks {skipped} of docs/asyncio.md are not run"
+    namespace: dict[str, Any] = {"__name__": "asyncio_md"}
+
+    async def main() -> None:
+        for number, block in enumerate(blocks, start=1):
+            if number in skipped:
+                continue
+            if number == len(blocks):  # before the cluster stops: what the comments promise, where not obvious
+                assert namespace["seen"] == ["/app/d"]
+                assert namespace["children"] == ["w1"]
+                assert namespace["changes"] == [True, False]
+                assert namespace["hits"].value == 8 and namespace["seconds"].value == 0.5
+            try:
+                code = compile(
+                    block, f"docs/asyncio.md, block {number}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+                )
+                if code.co_flags & inspect.CO_COROUTINE:
+                    await asyncio.wait_for(eval(code, namespace), 30)  # noqa: S307 - the guide's own code
+                else:
+                    exec(code, namespace)  # noqa: S102
+            except Exception as exc:
+                raise AssertionError(f"docs/asyncio.md block {number} failed: {exc!r}\n{block}") from exc
+
+    try:
+        run(main())
+        assert namespace["cluster"].peers == []  # stopped by the last block
+    finally:
+        cluster = namespace.get("cluster")
+        if cluster is not None:
+            cluster.stop()

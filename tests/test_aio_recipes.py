@@ -218,13 +218,16 @@ def test_semaphore_and_read_locks(peers: list[Peer], path: str) -> None:
     async def main() -> None:
         holding = 0
         most = 0
+        two_in = asyncio.Event()
 
         async def lease(sem: AsyncSemaphore) -> None:
             nonlocal holding, most
             async with sem:
                 holding += 1
                 most = max(most, holding)
-                await asyncio.sleep(0.01)
+                if holding == 2:
+                    two_in.set()
+                await asyncio.wait_for(two_in.wait(), 10)  # the first holds on until a second one is in
                 holding -= 1
 
         sems = [p.aio.Semaphore(path + "/sem", f"s{i}", max_leases=2) for i, p in enumerate([a, b, c, a])]
@@ -266,9 +269,10 @@ def test_election_leadership_moves_and_cancellation_steps_down(peers: list[Peer]
 
         runs = {"a": asyncio.create_task(elections["a"].run(lead, "a"))}
         await until(lambda: led == ["a"])
-        for name in "bc":
+        for line in (["a", "b"], ["a", "b", "c"]):  # one after the other: the line's order is the arrival's
+            name = line[-1]
             runs[name] = asyncio.create_task(elections[name].run(lead, name))
-        await until(lambda: elections["a"].contenders() == ["a", "b", "c"])
+            await until(lambda: elections["a"].contenders() == line)  # noqa: B023 - awaited in this round
         assert not elections["b"].is_leader and not elections["c"].is_leader
 
         # c gives up while waiting: out of the line, nothing left behind.
@@ -417,7 +421,8 @@ def test_no_recipe_call_blocks_the_event_loop(peers: list[Peer], path: str) -> N
         waiter = b.aio.Lock(path + "/lock", "async waiter")
         acquiring = asyncio.create_task(waiter.acquire())
         leading = c.aio.LeaderLatch(path + "/latch")
-        async with a.aio.LeaderLatch(path + "/latch"):
+        async with a.aio.LeaderLatch(path + "/latch") as first:
+            assert await first.wait(10)  # first in line (its node is made by its own thread, after start())
             await leading.start()
             latch_waiting = asyncio.create_task(leading.wait())
             election = c.aio.Election(path + "/lock")  # behind the holder and the waiter
