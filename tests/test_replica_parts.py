@@ -112,3 +112,33 @@ def test_a_granted_sync_that_timed_out_is_not_completed_again() -> None:
     table.finish(5, error=ConnectionLossError("timed out"))
     table.complete_reads(20)
     assert len(table.drain()) == 1
+
+
+# --- the replica's own session -----------------------------------------------------------------------------------
+
+
+def test_an_own_session_is_asked_for_once_at_a_time_and_again_after_it_is_lost() -> None:
+    from embedzk.replica.sessions import OwnSession
+
+    session = OwnSession()
+    assert session.wants_opening() and not session.lost
+    session.opening(-1)
+    assert not session.wants_opening()  # one opening in flight at a time
+    session.opening_failed()
+    assert session.wants_opening() and session.id is None
+    session.opening(-2)
+    session.opened(77)
+    assert (session.id, session.request, session.lost) == (77, None, False) and not session.wants_opening()
+    session.expired()
+    assert session.id is None and session.lost and session.wants_opening()
+    session.opening(-3)
+    session.opened(78)
+    assert not session.lost  # a new session: no longer lost
+
+
+def test_an_own_session_pings_once_per_interval() -> None:
+    from embedzk.replica.sessions import OwnSession
+
+    session = OwnSession()
+    due = [tick for tick in range(1, 31) if session.ping_due(tick, 10)]
+    assert due == [10, 20, 30]

@@ -78,7 +78,7 @@ from embedzk.replica.messages import (
 )
 from embedzk.replica.connection import Connection, Event
 from embedzk.replica.requests import Completion, Pending, RequestTable, describe
-from embedzk.replica.sessions import SessionTracker
+from embedzk.replica.sessions import OwnSession, SessionTracker
 from embedzk.settings import check_election
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
 from embedzk.tree.datatree import TreeRestorer
@@ -266,11 +266,8 @@ class Replica:
         self._own_commands: dict[bytes, Command] = {}
         self._reaping: dict[str, float] = {}
         self._last_reap = 0.0
-        self._last_ping_tick = 0
         # Our own session: opened as soon as a leader is known, opened again if it expires.
-        self.session_id: int | None = None
-        self._session_request: int | None = None
-        self._session_lost = False
+        self._session = OwnSession()
         # CONNECTED, SUSPENDED or LOST, and whether we caught up since we last had a leader (_confirm_currency).
         self._connection = Connection()
         self._last_lead_contact = 0
@@ -307,6 +304,11 @@ class Replica:
     def state(self) -> KeeperState:
         """CONNECTED, SUSPENDED or LOST, as kazoo's states."""
         return self._connection.state
+
+    @property
+    def session_id(self) -> int | None:
+        """This replica's own session, while one is open."""
+        return self._session.id
 
     @property
     def busy(self) -> bool:
@@ -799,8 +801,7 @@ class Replica:
             self._tracker.closed(op.session_id)
             if op.session_id == self.session_id:
                 log.info("%s: session %#x expired", self.id, op.session_id)
-                self.session_id = None
-                self._session_lost = True
+                self._session.expired()
         elif isinstance(op, DeleteContainerOp):
             self._reaping.pop(op.path, None)
 
@@ -904,8 +905,7 @@ class Replica:
         out.tree_replaced = True
         out.installed_index = meta.index
         if self.session_id is not None and self.session_id not in self.tree.sessions():
-            self.session_id = None
-            self._session_lost = True
+            self._session.expired()
         return installing.raft
 
     def _maybe_snapshot(self, out: ReplicaOutput) -> None:
@@ -946,12 +946,12 @@ class Replica:
     # sessions ---------------------------------------------------------------------------------------------------
 
     def _ensure_session(self) -> None:
-        if self.session_id is not None or self._session_request is not None or self._node.lead is None:
+        if not self._session.wants_opening() or self._node.lead is None:
             return
         if self.membership.phase is Phase.REMOVED:
             return  # no member any more: no session
         request_id = self._requests.internal_id()
-        self._session_request = request_id
+        self._session.opening(request_id)
         session_id = self._rng.randrange(1, MAX_SESSION_ID)
         timeout_ms = int(self.config.session_timeout * 1000)
         op = CreateSessionOp(session_id, timeout_ms, self.id)
@@ -961,13 +961,12 @@ class Replica:
 
     def _on_internal_result(self, request_id: int, result: ApplyResult) -> None:
         pending = self._requests.take(request_id)
-        if request_id != self._session_request:
+        if request_id != self._session.request:
             return
-        self._session_request = None
         if pending is None or result.error is not None or not isinstance(pending.op, CreateSessionOp):
-            return  # tried again on the next tick
-        self.session_id = pending.op.session_id
-        self._session_lost = False
+            self._session.opening_failed()  # tried again on the next tick
+            return
+        self._session.opened(pending.op.session_id)
         # Sessions our previous incarnation left behind die now: their ephemeral nodes belong to a dead process.
         # So do those of a member with our id on a disk that is gone (replaced by ours).
         members = set(self._node.status().log_conf_state.members())
@@ -983,8 +982,8 @@ class Replica:
         for completion in self._requests.drain():
             if completion.request_id > 0:
                 done.append(completion)
-            elif completion.request_id == self._session_request:
-                self._session_request = None  # timed out or lost: asked again on the next tick
+            elif completion.request_id == self._session.request:
+                self._session.opening_failed()  # timed out or lost: asked again on the next tick
             elif completion.request_id == self._connection.confirm_request:
                 # Caught up with everything committed when contact came back: our view of our session is current.
                 self._connection.confirm_done(completion.error is None)
@@ -1009,8 +1008,7 @@ class Replica:
         if lead is None or lead == self.id or self.session_id is None or self.membership.phase is Phase.REMOVED:
             return
         interval = max(1, int(self.config.session_timeout / 3 / self.config.tick_interval))
-        if self._ticks - self._last_ping_tick >= interval:
-            self._last_ping_tick = self._ticks
+        if self._session.ping_due(self._ticks, interval):
             self._outbox.append(_addressed(lead, SessionPing((self.session_id,))))
 
     def _expire_sessions(self) -> None:
@@ -1074,7 +1072,7 @@ class Replica:
     def _connection_event(self) -> Event:
         return Connection.event_for(
             removed=self.membership.phase is Phase.REMOVED,
-            session_lost=self._session_lost,
+            session_lost=self._session.lost,
             in_touch=self._node.lead is not None and not self._lead_silent(),
             session_open=self.session_id is not None,
             confirmed=self._connection.confirmed,

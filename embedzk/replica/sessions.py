@@ -61,3 +61,54 @@ class SessionTracker:
             due.append(session_id)
         due.sort()
         return due
+
+
+class OwnSession:
+    """A replica's own session (its application's, as a kazoo client's): opened through the log once a leader is
+    known, opened again after it expired, kept alive by a ping to the leader every third of its timeout.
+
+    The replica runs the requests; this keeps their books: the session's id, the opening request in flight, whether
+    the session was lost (expired, or absent from a snapshot installed) and not yet replaced, when the last ping
+    left.
+    """
+
+    __slots__ = ("id", "last_ping_tick", "lost", "request")
+
+    def __init__(self) -> None:
+        #: The open session's id, or None.
+        self.id: int | None = None
+        #: The replica's own request id of the opening in flight, or None.
+        self.request: int | None = None
+        #: The session expired (or vanished) and no new one is open yet.
+        self.lost = False
+        self.last_ping_tick = 0
+
+    def wants_opening(self) -> bool:
+        """Whether a session should be asked for: none open, none being opened."""
+        return self.id is None and self.request is None
+
+    def opening(self, request_id: int) -> None:
+        """The opening went out as request ``request_id``."""
+        self.request = request_id
+
+    def opened(self, session_id: int) -> None:
+        """The opening was applied: ``session_id`` is ours."""
+        self.request = None
+        self.id = session_id
+        self.lost = False
+
+    def opening_failed(self) -> None:
+        """The opening timed out or was refused: asked again on a later tick."""
+        self.request = None
+
+    def expired(self) -> None:
+        """The session is gone (closed through the log, or absent from a snapshot installed)."""
+        self.id = None
+        self.lost = True
+
+    def ping_due(self, ticks: int, interval: int) -> bool:
+        """Whether a ping should leave at tick ``ticks`` (one every ``interval`` ticks); noted as sent if so."""
+        if ticks - self.last_ping_tick < interval:
+            return False
+        self.last_ping_tick = ticks
+        return True
