@@ -18,22 +18,14 @@ from embedzk import LockTimeout, Peer
 from embedzk.recipes import CancelledError as RecipeCancelledError
 from embedzk.recipes.aio import AsyncCounter, AsyncElection, AsyncLeaderLatch, AsyncLock, AsyncSemaphore
 from embedzk.testing.cluster import LocalCluster
+from tests.shared_cluster import SharedCluster
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Cluster(LocalCluster):
-    """A LocalCluster whose members stop without closing their sessions: the whole cluster goes, and the last
-    members would otherwise wait for a quorum that is gone."""
-
-    def stop(self) -> None:
-        for pid in self.ids:
-            self.stop_member(pid, close_session=False)
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with Cluster(n=3, session_timeout=2.0) as c:
+    with SharedCluster(n=3, session_timeout=2.0) as c:
         yield c
 
 

@@ -25,6 +25,7 @@ from embedzk.recipes import (
 from embedzk.recipes._common import Waker
 from embedzk.testing.cluster import LocalCluster
 from embedzk.testing.cluster import wait_until as wait_for
+from tests.shared_cluster import SharedCluster
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,18 +36,9 @@ SLACK = 1.0
 TICK = 0.02
 
 
-class Cluster(LocalCluster):
-    """A LocalCluster whose members stop without closing their sessions: the whole cluster goes, and the last
-    members would otherwise wait for a quorum that is gone."""
-
-    def stop(self) -> None:
-        for pid in self.ids:
-            self.stop_member(pid, close_session=False)
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with Cluster(n=3, session_timeout=2.0) as c:
+    with SharedCluster(n=3, session_timeout=2.0) as c:
         yield c
 
 
@@ -302,7 +294,7 @@ def test_lock_fencing_tokens_grow_with_every_holder(peers: list[Peer], path: str
 
 
 def test_lock_passes_on_when_the_holders_session_expires() -> None:
-    with Cluster(n=3, session_timeout=2.0) as cluster:
+    with SharedCluster(n=3, session_timeout=2.0) as cluster:
         a, b, _c = cluster.peers
         path = "/expiring"
         holder = a.Lock(path)
@@ -323,7 +315,7 @@ def test_lock_passes_on_when_the_holders_session_expires() -> None:
 
 
 def test_a_blocked_acquire_ends_when_its_peer_stops() -> None:
-    with Cluster(n=3, session_timeout=2.0) as cluster:
+    with SharedCluster(n=3, session_timeout=2.0) as cluster:
         a, b, _ = cluster.peers
         holder = a.Lock("/stopping")
         holder.acquire()
@@ -476,7 +468,7 @@ def test_election_contenders_and_cancel(peers: list[Peer], path: str) -> None:
 
 
 def test_election_gives_up_leadership_when_not_connected() -> None:
-    with Cluster(n=3, session_timeout=2.0) as cluster:
+    with SharedCluster(n=3, session_timeout=2.0) as cluster:
         a, b, _ = cluster.peers
         election = a.Election("/e", "a")
         gave_up = threading.Event()
@@ -528,7 +520,7 @@ def test_leader_latch_hands_over_and_tells_listeners(peers: list[Peer], path: st
 
 
 def test_leader_latch_drops_leadership_when_suspended_and_moves_on_expiry() -> None:
-    with Cluster(n=3, session_timeout=2.0) as cluster:
+    with SharedCluster(n=3, session_timeout=2.0) as cluster:
         a, b, _ = cluster.peers
         la, lb = a.LeaderLatch("/latch", "a"), b.LeaderLatch("/latch", "b")
         # Their threads sleep on this event between looks: asleep with it unset, a latch has acted on all it saw.
@@ -693,7 +685,7 @@ def test_locking_queue_release_gives_the_entry_back(peers: list[Peer], path: str
 
 def test_locking_queue_consume_is_fenced_by_the_session() -> None:
     """A consumer whose session expired cannot consume or release: the entry went to another consumer."""
-    with Cluster(n=3, session_timeout=2.0) as cluster:
+    with SharedCluster(n=3, session_timeout=2.0) as cluster:
         a, b, _ = cluster.peers
         qa, qb = a.LockingQueue("/jobs"), b.LockingQueue("/jobs")
         qa.put(b"job")
@@ -830,7 +822,7 @@ def test_service_registry_register_list_watch(peers: list[Peer], path: str) -> N
 
 
 def test_service_registry_registers_again_after_session_loss() -> None:
-    with Cluster(n=3, session_timeout=2.0) as cluster:
+    with SharedCluster(n=3, session_timeout=2.0) as cluster:
         a, b, _ = cluster.peers
         ra = a.ServiceRegistry("/svc")
         ra.register("db", "primary", b"a")

@@ -364,3 +364,31 @@ def test_a_snapshot_from_the_leader_is_rebuilt_in_slices_while_the_replica_goes_
     assert follower.tree.digest == leader.tree.digest and follower.tree.exists("/n01500") is not None
     done = [c for c in cluster.completions[follower.id] if c.request_id == 9999]
     assert done and done[0].error is None and follower.tree.exists("/during") is not None
+
+
+def test_a_request_waits_for_a_leader_no_leader_timeout_from_when_it_was_asked() -> None:
+    from embedzk.errors import ConnectionLossError
+
+    cluster = Cluster(session_timeout=5.0)
+    cluster.run(0.5)
+    follower = cluster.follower()
+    follower.config.no_leader_timeout = 0.3
+    cluster.cut.add(follower.id)
+    cluster.run(1.0)  # long past the limit without a leader
+    assert follower.lead is None
+    # Asked now, it still gets its own 0.3 s: healed within them, it is written, not failed at once.
+    assert follower.submit(1, CreateOp("/late", b""), timeout=10.0) is None
+    cluster.run(0.1)
+    assert not cluster.completions[follower.id]
+    cluster.cut.clear()
+    cluster.run(0.5)
+    assert [(c.request_id, c.error) for c in cluster.completions[follower.id]] == [(1, None)]
+    # And one asked while still cut off fails after its 0.3 s, not at its request timeout.
+    cluster.cut.add(follower.id)
+    cluster.run(1.0)
+    assert follower.submit(2, CreateOp("/cut", b""), timeout=10.0) is None
+    cluster.run(0.2)
+    assert len(cluster.completions[follower.id]) == 1
+    cluster.run(0.2)
+    last = cluster.completions[follower.id][-1]
+    assert last.request_id == 2 and isinstance(last.error, ConnectionLossError), last

@@ -645,14 +645,23 @@ class Replica:
     def _expire_requests(self) -> None:
         if self._node.lead is not None or self._leader_seen_at is None:
             self._leader_seen_at = self._now
-        leaderless = self._now - self._leader_seen_at
         limit = self.config.no_leader_timeout
         for pending in self._requests:
             if self._now >= pending.deadline:
                 self._requests.finish(pending.request_id, error=OperationTimeoutError(self._late(pending)))
-            elif limit is not None and pending.request_id > 0 and leaderless >= limit and pending.sent_term is None:
+                continue
+            if limit is None or pending.request_id <= 0 or pending.sent_term is not None:
+                continue
+            # Each request waits for a leader for no_leader_timeout from when it was asked, however long the
+            # peer has been without one: one asked just as a partition heals is not failed at once.
+            waited = self._now - max(self._leader_seen_at, pending.started)
+            if waited >= limit:
                 # Never proposed nor forwarded (no leader to take it): failing it now changes nothing anywhere.
-                why = f"{describe(pending.op)}: no leader known for {leaderless:.1f}s ({self._quorum_hint()})"
+                leaderless = self._now - self._leader_seen_at
+                why = (
+                    f"{describe(pending.op)}: no leader known for {leaderless:.1f}s, {waited:.1f}s of them since "
+                    f"it was asked ({self._quorum_hint()})"
+                )
                 self._requests.finish(pending.request_id, error=ConnectionLossError(why))
 
     def _late(self, pending: Pending) -> str:
