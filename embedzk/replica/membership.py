@@ -543,8 +543,11 @@ class Membership:
         if not replica.is_leader:
             return
         if not replica.is_member(frm):
-            why = f"{frm} is not a member of the cluster (removed)"
-            replica.send(msg.address, Removed(frm, replica.term, why))
+            # Only a member whose removal was applied is told so: one that is not a member *yet* (its addition
+            # was lost with an uncommitted entry, or is still to come) must not take it for its end.
+            if frm in replica.removed_keys:
+                why = f"{frm} is not a member of the cluster (removed)"
+                replica.send(msg.address, Removed(frm, replica.term, why))
             return
         self._versions[frm] = (msg.min_version, msg.max_version)
         if msg.voter:
