@@ -91,6 +91,32 @@ def test_round_trip_restores_everything(max_chunk: int) -> None:
     assert_same(tree, restored)
 
 
+def test_a_tree_restored_a_chunk_at_a_time_is_the_tree_restored_at_once() -> None:
+    from embedzk.tree.datatree import TreeRestorer
+
+    tree = build_tree(nodes=300)
+    chunks = list(tree.snapshot_chunks(200))
+    restorer = TreeRestorer(iter(chunks))
+    steps = 0
+    while not restorer.step(1):
+        steps += 1
+        assert not restorer.done
+    assert steps == len(chunks)  # one chunk per step, then the check that the stream ended
+    assert restorer.step(1) and restorer.done  # stepping a whole tree changes nothing
+    assert_same(tree, restorer.tree)
+
+
+def test_a_restorer_refuses_a_corrupt_chunk_when_it_reaches_it_and_only_with_decode_errors() -> None:
+    from embedzk.tree.datatree import TreeRestorer
+
+    chunks = list(build_tree(nodes=300).snapshot_chunks(200))
+    chunks[5] = chunks[5][:-3]  # truncated
+    restorer = TreeRestorer(iter(chunks))
+    assert not restorer.step(5)  # the first five chunks are sound
+    with pytest.raises(DecodeError):
+        restorer.step(1)
+
+
 def test_restored_tree_behaves_like_the_original() -> None:
     tree = build_tree()
     restored = DataTree.restore(tree.snapshot_chunks(256))
