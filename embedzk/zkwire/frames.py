@@ -241,7 +241,7 @@ REQUEST_BODIES: Final[Mapping[int, type[JuteRecord] | None]] = MappingProxyType(
 )
 
 #: The body of a successful reply, by the opcode of the request it answers: a record class, or None for a reply
-#: that is its header alone (as ZooKeeper 3.9's FinalRequestProcessor answers).
+#: that is its header alone (as ZooKeeper's FinalRequestProcessor answers).
 RESPONSE_BODIES: Final[Mapping[int, type[JuteRecord] | None]] = MappingProxyType(
     {
         OpCode.CREATE: CreateResponse,
@@ -368,7 +368,7 @@ def encode_reply(header: ReplyHeader, body: JuteRecord | None = None) -> bytes:
 def encode_notification(event: WatcherEvent, zxid: int = -1) -> bytes:
     """The frame of a watch notification: a ReplyHeader with xid -1, then ``event``.
 
-    ``zxid`` is the change's zxid where known (ZooKeeper 3.9 sends it; earlier servers send -1).
+    ``zxid`` is the zxid of the change where known (recent servers send it; older ones send -1).
     """
     return encode_reply(ReplyHeader(NOTIFICATION_XID, zxid, 0), event)
 

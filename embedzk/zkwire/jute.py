@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final, Generic, Self, TypeVar
+from typing import Any, ClassVar, Final, Generic, Self, TypeAlias, TypeVar
 
 from embedzk.errors import DecodeError
 
 __all__ = [
     "BOOL",
+    "BytesLike",
     "BUFFER",
     "INT",
     "INT_MAX",
@@ -68,7 +69,8 @@ LONG_MAX: Final = 2**63 - 1
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
 
-BytesLike = bytes | bytearray | memoryview
+#: What a reader reads from, and a buffer field may be written from.
+BytesLike: TypeAlias = bytes | bytearray | memoryview
 
 
 class JuteReader:

@@ -393,7 +393,8 @@ class GetSASLRequest(JuteRecord):
 
 @dataclass(frozen=True, slots=True)
 class SetSASLRequest(JuteRecord):
-    """A SASL token (a record of ``zookeeper.jute`` that no 3.9 client sends; here for completeness)."""
+    """A SASL token: a record of ``zookeeper.jute`` that the client protocol leaves unused (clients send a
+    GetSASLRequest), here for completeness."""
 
     token: bytes | None
 
@@ -620,8 +621,8 @@ class SyncResponse(JuteRecord):
 
 @dataclass(frozen=True, slots=True)
 class CheckVersionRequest(JuteRecord):
-    """Check that a node's version is ``version`` (-1: that it exists): an operation of a multi, and since 3.9 a
-    request of its own whose reply has no body."""
+    """Check that a node's version is ``version`` (-1: that it exists): an operation of a multi, and in recent
+    servers a request of its own whose reply has no body."""
 
     path: str | None
     version: int
