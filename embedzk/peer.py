@@ -140,8 +140,8 @@ class Peer(PeerRecipes):
 
     Keyword-only tuning: ``tick_interval`` x ``election_tick`` is the election timeout (0.3 s by default; a leader
     that dies is replaced within one to two of it); ``request_timeout`` bounds every write and sync;
-    ``no_leader_timeout`` how long a request waits while no leader is known before it fails with
-    ConnectionLossError (four election timeouts, at least a second, by default); ``snapshot_entries`` is how many
+    ``no_leader_timeout`` how long a request asked while no leader is known waits for one before it fails with
+    ConnectionLossError, from when it was asked (four election timeouts, at least a second, by default); ``snapshot_entries`` is how many
     applied entries trigger a snapshot and log compaction; ``cluster`` names the
     cluster in every frame, so that two clusters on shared ports ignore each other. ``storage`` replaces the
     storage chosen by ``data_dir``, ``transport_factory(member_key, bind)`` the ZeroMQ transport (tests and
