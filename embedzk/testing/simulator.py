@@ -890,7 +890,18 @@ class Simulation:
         choice = rng.random()
         change: ConfChange
         if conf.learners and choice < 0.4 and len(conf.voters) < 5:
-            change = ConfChange(ConfChangeType.PROMOTE, rng.choice(conf.learners))
+            # Not a learner gone for good (a wiped disk's old key, a dead worker waiting for the autopilot), and
+            # not while too many voters are gone: a promotion that leaves fewer than a majority of the new voters
+            # alive costs the cluster its quorum for good, an operator's mistake and not what is tested here.
+            alive = [key for key in conf.learners if key in self.nodes and not self.nodes[key].retired]
+            if not alive:
+                return False
+            target = rng.choice(alive)
+            voters = [*conf.voters, target]
+            living = [v for v in voters if v in self.nodes and not self.nodes[v].retired]
+            if len(living) < len(voters) // 2 + 1:
+                return False
+            change = ConfChange(ConfChangeType.PROMOTE, target)
         elif choice < 0.7 and len(self.nodes) < 7:
             self._next_member += 1
             new_id = f"m{self._next_member}"
