@@ -161,36 +161,12 @@ class Stat(JuteRecord):
 
     @classmethod
     def from_model(cls, stat: model.Stat) -> Self:
-        """The wire form of embedzk's :class:`~embedzk.model.Stat`."""
-        return cls(
-            stat.czxid,
-            stat.mzxid,
-            stat.ctime,
-            stat.mtime,
-            stat.version,
-            stat.cversion,
-            stat.aversion,
-            stat.ephemeral_owner,
-            stat.data_length,
-            stat.num_children,
-            stat.pzxid,
-        )
+        """The wire form of embedzk's :class:`~embedzk.model.Stat` (the same fields, in the same order)."""
+        return cls(**{name: getattr(stat, name) for name, _kind in cls._jute_fields})
 
     def to_model(self) -> model.Stat:
         """This Stat as embedzk's :class:`~embedzk.model.Stat`."""
-        return model.Stat(
-            self.czxid,
-            self.mzxid,
-            self.ctime,
-            self.mtime,
-            self.version,
-            self.cversion,
-            self.aversion,
-            self.ephemeral_owner,
-            self.data_length,
-            self.num_children,
-            self.pzxid,
-        )
+        return model.Stat(**{name: getattr(self, name) for name, _kind in self._jute_fields})
 
 
 _STAT = record(Stat)
