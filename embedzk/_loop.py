@@ -46,6 +46,8 @@ class _Call:
     transform: Callable[[Any], Any] | None = None
     errors_as_values: bool = False
     timeout: float = 0.0
+    #: The session an operation is asked in (None: the peer's own): a ZooKeeper client's, for the client server.
+    session_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -146,15 +148,26 @@ class Loop:
         timeout: float,
         transform: Callable[[Any], Any] | None = None,
         errors_as_values: bool = False,
+        session_id: int | None = None,
     ) -> Future[Any]:
         """Submit ``op`` to the replica; the future resolves when its completion comes out (once applied here).
 
-        ``transform`` turns the completion's value into what the caller gets (None: the value itself). With
-        ``errors_as_values`` a failed request whose completion still carries a value (a multi's per-operation
-        results) resolves to that value.
+        ``transform`` turns the completion's value into what the caller gets (None: the value itself); it runs on
+        the loop thread, so it may read the replica. With ``errors_as_values`` a failed request whose completion
+        still carries a value (a multi's per-operation results) resolves to that value. ``session_id`` is the
+        session the operation is asked in (None: the peer's own).
         """
         future: Future[Any] = self._new_future()
-        self._put(_Call(future, op=op, transform=transform, errors_as_values=errors_as_values, timeout=timeout))
+        self._put(
+            _Call(
+                future,
+                op=op,
+                transform=transform,
+                errors_as_values=errors_as_values,
+                timeout=timeout,
+                session_id=session_id,
+            )
+        )
         return future
 
     def sync(self, timeout: float) -> Future[Any]:
@@ -257,7 +270,7 @@ class Loop:
             request_id = self._next_request
             self._waiting[request_id] = _Waiting(future, item.transform, time.monotonic(), item.errors_as_values)
             if item.op is not None:
-                immediate = replica.submit(request_id, item.op, item.timeout)
+                immediate = replica.submit(request_id, item.op, item.timeout, item.session_id)
             elif item.change is not None:
                 kind, peer_id, address, voter = item.change
                 immediate = replica.member_change(request_id, kind, peer_id, address, voter, item.timeout)
@@ -290,9 +303,12 @@ class Loop:
             if out.snapshot is not None:
                 storage.save_snapshot(*out.snapshot)
                 storage.compact(out.compact_to)
+            # The output first: the watch events a change fires are handed out before the answer to the request
+            # that made it, as ZooKeeper sends a client the notification before the reply (and a reader woken by
+            # its answer finds the tree this output installed).
+            self._on_output(out)
             for completion in out.completions:
                 self._complete(completion)
-            self._on_output(out)
 
     def _send(self, messages: list[tuple[str, Any]]) -> None:
         send = self.transport.send

@@ -118,6 +118,24 @@ class InvalidACLError(ZnodeError):
     code = -114
 
 
+class NoWatcherError(ZnodeError):
+    """removeWatches or checkWatches found no watch of the kind asked for on the path."""
+
+    code = -121
+
+
+class ReconfigDisabledError(EmbedZKError):
+    """ZooKeeper's reconfig is not available (membership changes through ``add_member``/``remove_member``)."""
+
+    code = -123
+
+
+class AuthFailedError(EmbedZKError):
+    """An auth packet named a scheme that is not supported, or a credential that is not valid for it."""
+
+    code = -115
+
+
 class SessionMovedError(EmbedZKError):
     """The session moved to another peer."""
 

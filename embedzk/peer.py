@@ -64,10 +64,12 @@ from embedzk.tree.txn import (
     SetDataOp,
     SubOp,
 )
-from embedzk.tree.watches import WatchKind, WatchRegistry
+from embedzk.tree.watches import DirectWatcher, WatchKind, WatchRegistry
+from embedzk.zkserver.settings import ClientSettings
 
 if TYPE_CHECKING:
     from embedzk.aio import AsyncPeer
+    from embedzk.zkserver.server import ClientServer
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ class Peer(PeerRecipes):
         transport_factory: Callable[[str, str], Transport] | None = None,
         zmq_context: Any = None,
         protocol_version: int | None = None,
+        client_address: str | None = None,
+        client_settings: ClientSettings | None = None,
     ) -> None:
         peers = peer_map(peers)
         check_id(id, "peer id")
@@ -214,6 +218,15 @@ class Peer(PeerRecipes):
         self._storage_given = storage
         self._versions = (PROTOCOL_MIN, protocol_version if protocol_version is not None else PROTOCOL_MAX)
         self._zmq_context = zmq_context
+        if client_address is not None:
+            from embedzk.zkserver.server import parse_client_address
+
+            parse_client_address(client_address)  # a ConfigurationError now rather than at start()
+        if client_settings is not None and not isinstance(client_settings, ClientSettings):
+            raise ConfigurationError(f"client_settings must be a ClientSettings, got {type(client_settings).__name__}")
+        self._client_address = client_address
+        self._client_settings = client_settings or ClientSettings()
+        self._client_server: ClientServer | None = None
         self._lock = threading.RLock()
         self._started = False
         self._stopped = False
@@ -274,6 +287,30 @@ class Peer(PeerRecipes):
         if not connected:
             self.stop(close_session=False)
             raise OperationTimeoutError(f"peer {self.id} found no leader within {timeout}s ({self._waiting_for()})")
+        if self._client_address is not None:
+            self._serve_clients()
+
+    def _serve_clients(self) -> None:
+        """Start serving ZooKeeper clients at ``client_address`` (stopping the peer again if it cannot be bound)."""
+        from embedzk.zkserver.server import ClientServer
+
+        with self._lock:
+            if self._client_server is not None or self._stopped or self._client_address is None:
+                return
+            server = ClientServer(self, self._client_address, self._client_settings)
+            try:
+                server.start()
+            except BaseException:
+                self.stop(close_session=False)
+                raise
+            self._client_server = server
+
+    @property
+    def client_address(self) -> str | None:
+        """Where this peer serves ZooKeeper clients, ``host:port`` (the port chosen if 0 was asked); None if it
+        does not (no ``client_address``, or not started)."""
+        server = self._client_server
+        return server.address if server is not None else None
 
     def _wait_for_vote(self, deadline: float) -> bool:
         replica = self._replica
@@ -315,6 +352,9 @@ class Peer(PeerRecipes):
             if not self._started:
                 return
         self._connected.set()  # a start() still waiting gives up at once
+        if self._client_server is not None:
+            # First, so that its clients move to another peer (their sessions live on) while this one stops.
+            self._client_server.stop()
         loop = self._loop
         assert loop is not None
         # On the loop thread itself (a future's callback calling stop()), nothing it waits for could complete.
@@ -650,7 +690,9 @@ class Peer(PeerRecipes):
             self._dispatcher.submit(listener, state)
 
     def _dispatch(self, watcher: Any, event: WatchedEvent) -> None:
-        if isinstance(watcher, _SignalTarget):
+        if isinstance(watcher, DirectWatcher):
+            watcher.deliver(event)
+        elif isinstance(watcher, _SignalTarget):
             self._dispatcher.submit_signal(watcher.signal, self, event=event)
         else:
             self._dispatcher.submit(watcher, event)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -476,6 +477,19 @@ class Replica:
         pending = Pending(request_id, None, 0, self._now + timeout, started=self._now)
         self._requests.add(pending)
         self._ask_read_index(pending)
+
+    def keep_alive(self, session_ids: Iterable[int]) -> None:
+        """The sessions of this replica's ZooKeeper clients are alive: touched here when leading, else reported to
+        the leader in a SessionPing (which is what keeps a session open: the leader expires the silent ones)."""
+        ids = tuple(session_ids)
+        if not ids or self.membership.phase is Phase.REMOVED:
+            return
+        lead = self._node.lead
+        if lead == self.id:
+            for session_id in ids:
+                self._tracker.touch(session_id, self._now)
+        elif lead is not None:
+            self._outbox.append(_addressed(lead, SessionPing(ids)))
 
     def work(self) -> None:
         """Work that goes on between inputs, a bounded slice per call: rebuilding the tree from a snapshot the

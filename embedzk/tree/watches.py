@@ -35,7 +35,7 @@ from typing import Protocol
 
 from embedzk.model import EventType, KeeperState, WatchedEvent
 
-__all__ = ["TreeEventLike", "WatchKind", "WatchRegistry"]
+__all__ = ["DirectWatcher", "TreeEventLike", "WatchKind", "WatchRegistry"]
 
 
 class WatchKind(enum.Enum):
@@ -101,6 +101,18 @@ def _self_and_ancestors(path: str) -> Iterator[str]:
         cut = path.rfind("/")
         path = path[:cut] if cut > 0 else "/"
         yield path
+
+
+class DirectWatcher:
+    """A watcher that takes its events itself, on the thread that matched them (the peer's loop thread), instead
+    of through the peer's dispatch thread: a ZooKeeper client's connection, which only queues the event for its
+    own thread. :meth:`deliver` must not block. Compared by identity, as any watcher."""
+
+    __slots__ = ()
+
+    def deliver(self, event: WatchedEvent) -> None:
+        """Take ``event``; called on the thread that matched it, so it must return at once."""
+        raise NotImplementedError
 
 
 class WatchRegistry:

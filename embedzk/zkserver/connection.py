@@ -1,0 +1,562 @@
+"""One ZooKeeper client's connection to a peer: its handshake, its session, its requests answered in order.
+
+Runs on the client server's thread (an asyncio loop); everything that reads or changes the replica is handed to the
+peer's loop thread, and the answer comes back through ``call_soon_threadsafe``. Requests are pipelined: writes go
+to the replica as they arrive (the log keeps their order), a read waits until the writes before it are applied (so
+a client reads its own writes), and the replies leave in the order the requests came, as ZooKeeper's do. A watch
+notification leaves as soon as the loop matched it, which is before the reply to the request that made the change
+(the loop hands out a change's events before its completions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from embedzk.errors import (
+    AuthFailedError,
+    ConnectionLossError,
+    DecodeError,
+    EmbedZKError,
+    NotLeaderError,
+    PeerStoppedError,
+    ReconfigDisabledError,
+    SessionExpiredError,
+    UnimplementedError,
+)
+from embedzk.model import WatchedEvent
+from embedzk.tree.txn import CreateSessionOp, MultiOp
+from embedzk.tree.watches import DirectWatcher
+from embedzk.zkserver import operations
+from embedzk.zkserver.operations import READS, WRITES, ClientIdentity, ReadContext
+from embedzk.zkwire import (
+    FrameDecoder,
+    FrameLengthError,
+    OpCode,
+    Request,
+    decode_connect_request,
+    decode_request,
+    encode_connect_response,
+    encode_notification,
+    encode_reply,
+    error_code,
+)
+from embedzk.zkwire.codes import PING_XID, EventType, KeeperState, event_type_from_model, op_name
+from embedzk.zkwire.jute import JuteRecord
+from embedzk.zkwire.records import (
+    AuthPacket,
+    ConnectRequest,
+    ConnectResponse,
+    MultiResponse,
+    ReplyHeader,
+    SyncRequest,
+    SyncResponse,
+    WatcherEvent,
+)
+
+if TYPE_CHECKING:
+    from embedzk.zkserver.server import ClientServer
+
+log = logging.getLogger(__name__)
+
+# Errors after which the connection is closed instead of answered: the client must learn of them as a lost
+# connection (its requests' outcome unknown) and go to another peer, as from a ZooKeeper server that lost its leader.
+_LOSSES = (ConnectionLossError, NotLeaderError, PeerStoppedError)
+
+_SET_WATCHES_EVENTS = {
+    "created": EventType.NODE_CREATED,
+    "deleted": EventType.NODE_DELETED,
+    "changed": EventType.NODE_DATA_CHANGED,
+    "child": EventType.NODE_CHILDREN_CHANGED,
+}
+
+
+class _Watcher(DirectWatcher):
+    """The connection in the peer's watch registry: one watcher per connection, so that one change sends the
+    client one notification however many of its watches it matched (as ZooKeeper's WatchManager)."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self._connection = connection
+
+    def deliver(self, event: WatchedEvent) -> None:
+        """Hand the event to the connection's thread (called on the peer's loop thread)."""
+        self._connection.post(self._connection.notify, event)
+
+
+class _Slot:
+    """A request in the connection's pipeline, from its arrival until its reply leaves."""
+
+    __slots__ = ("close_after", "frame", "opcode", "ordered", "request", "started", "xid")
+
+    def __init__(self, request: Request | None, xid: int, opcode: int, ordered: bool) -> None:
+        self.request = request
+        self.xid = xid
+        self.opcode = opcode
+        #: A write or sync: reads after it wait until it is done.
+        self.ordered = ordered
+        self.started = time.monotonic()
+        self.frame: bytes | None = None
+        self.close_after: str | None = None
+
+
+class ClientConnection(asyncio.Protocol):
+    """A client's connection: the protocol object asyncio drives, on the client server's thread."""
+
+    def __init__(self, server: ClientServer) -> None:
+        self.server = server
+        self.aloop: asyncio.AbstractEventLoop = server.aloop
+        self.transport: asyncio.Transport | None = None
+        self.host = ""
+        self.port = 0
+        self.identity = ClientIdentity("")
+        self.watcher = _Watcher(self)
+        self.session_id = 0
+        self.timeout_ms = 0
+        self.closed = False
+        #: "handshake" until the ConnectRequest is answered, then "open".
+        self.phase = "handshake"
+        self.last_heard = time.monotonic()
+        #: Whether a packet came since the server last reported the session alive to the leader.
+        self.heard = False
+        self.established_ms = int(time.time() * 1000)
+        self.last_response_ms = 0
+        self.received = 0
+        self.sent = 0
+        self.last_op = "NA"
+        self.last_xid = -1
+        self.last_zxid = -1
+        self.latency_min = 0.0
+        self.latency_max = 0.0
+        self.latency_total = 0.0
+        self.latency_count = 0
+        self._decoder = FrameDecoder(server.settings.max_packet)
+        self._head = b""  # the first bytes, until four are here: a four-letter word or a frame length
+        self._slots: deque[_Slot] = deque()  # requests in arrival order, until their replies leave
+        self._undispatched: deque[_Slot] = deque()  # requests not yet handed to the loop
+        self._ordered_in_flight = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._handshake_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio's callbacks ------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """A client connected: refused at once if its address has too many connections already."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.host, self.port = str(peer[0]), int(peer[1])
+        self.identity = ClientIdentity(self.host)
+        reason = self.server.admit(self)
+        if reason is not None:
+            self.close(reason)
+            return
+        self._handshake_timer = self.aloop.call_later(self.server.settings.handshake_timeout, self._handshake_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone, whoever closed it."""
+        self.closed = True
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        self.server.forget(self)
+
+    def pause_writing(self) -> None:
+        """The client does not read its replies fast enough: stop reading its requests until it does."""
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        """The replies drained: read requests again."""
+        self._writing_paused = False
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the client: cut into packets and handled in order."""
+        if self.closed:
+            return
+        self.last_heard = time.monotonic()
+        self.heard = True
+        if self.phase == "handshake" and len(self._head) < 4 and self._decoder.buffered == 0:
+            self._head += data
+            if len(self._head) < 4:
+                return
+            data, self._head = self._head, b"\xff" * 4  # a word is recognised only in a connection's first 4 bytes
+            word = self.server.four_letter_word(data[:4])
+            if word is not None:
+                self.server.answer_four_letter_word(self, word)
+                return
+        try:
+            packets = self._decoder.feed(data)
+            for packet in packets:
+                self.received += 1
+                self.server.packets_received += 1
+                if self.phase == "handshake":
+                    self._handshake(packet)
+                else:
+                    self._request(packet)
+                if self.closed:
+                    return
+        except FrameLengthError as exc:
+            self.close(f"oversized packet: {exc}", refused="oversized packet")
+        except DecodeError as exc:
+            self.close(f"malformed packet: {exc}", refused="malformed packet")
+
+    # -- helpers for the server ---------------------------------------------------------------------------------
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on this connection's thread (from any thread); nothing if the server stopped."""
+        try:
+            self.aloop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the server's loop is closed: the connection is gone with it
+
+    def close(self, reason: str | None = None, refused: str | None = None) -> None:
+        """Close the connection; ``reason`` is logged, ``refused`` counted in the server's stats."""
+        if self.closed:
+            return
+        self.closed = True
+        if reason is not None:
+            log.info("client %s:%s (session %#x): closing: %s", self.host, self.port, self.session_id, reason)
+        if refused is not None:
+            self.server.count_refusal(refused)
+        if self.transport is not None:
+            self.transport.close()
+
+    def write(self, frame: bytes) -> None:
+        """Send one frame to the client."""
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(frame)
+        self.sent += 1
+        self.server.packets_sent += 1
+
+    def notify(self, event: WatchedEvent) -> None:
+        """Send a watch notification (on this connection's thread)."""
+        if self.phase != "open":
+            return
+        self._send_event(event_type_from_model(event.type), event.path, event.zxid)
+
+    def expire(self) -> None:
+        """The session expired: close, as ZooKeeper does; the client learns of the expiry when it reconnects (its
+        session is refused then), which is how every ZooKeeper client expects to learn it."""
+        self.close("its session expired")
+
+    def outstanding(self) -> int:
+        """Requests received and not answered yet."""
+        return len(self._slots)
+
+    def _send_event(self, event_type: EventType, path: str, zxid: int) -> None:
+        self.write(encode_notification(WatcherEvent(int(event_type), int(KeeperState.SYNC_CONNECTED), path), zxid))
+
+    def _handshake_late(self) -> None:
+        if self.phase == "handshake":
+            self.close(
+                f"no handshake within {self.server.settings.handshake_timeout}s", refused="handshake timeout"
+            )
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        limit = self.server.settings.max_outstanding
+        pause = self._writing_paused or len(self._slots) >= limit
+        if pause and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        elif not pause and self._reading_paused and len(self._slots) <= limit // 2:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    # -- the handshake ------------------------------------------------------------------------------------------
+
+    def _handshake(self, packet: bytes) -> None:
+        request = decode_connect_request(packet, max_length=self.server.settings.max_packet)
+        self.phase = "connecting"  # nothing more is read as a request until the handshake is answered
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if request.session_id == 0:
+            self._open_session(request)
+        else:
+            self._resume_session(request)
+
+    def _connected(self, request: ConnectRequest, session_id: int, timeout_ms: int, password: bytes) -> None:
+        if self.closed:
+            return
+        self.session_id = session_id
+        self.timeout_ms = timeout_ms
+        read_only = None if request.read_only is None else False
+        self.write(encode_connect_response(ConnectResponse(0, timeout_ms, session_id, password, read_only)))
+        self.phase = "open"
+        self.last_heard = time.monotonic()
+        self.server.attach(self)
+        log.debug("client %s:%s: session %#x, timeout %d ms", self.host, self.port, session_id, timeout_ms)
+
+    def _refuse_session(self, request: ConnectRequest, why: str) -> None:
+        # A session that is gone: a ConnectResponse with timeout 0 tells the client it expired, as ZooKeeper's does.
+        read_only = None if request.read_only is None else False
+        self.write(encode_connect_response(ConnectResponse(0, 0, 0, b"\0" * 16, read_only)))
+        self.close(why)
+
+    def _behind(self, request: ConnectRequest, applied: int) -> bool:
+        if request.last_zxid_seen <= applied:
+            return False
+        # As ZooKeeper's servers: a client that has seen more than this peer has applied must not go back in time;
+        # closing without an answer sends it to another peer.
+        self.close(
+            f"the client has seen zxid {request.last_zxid_seen:#x}, this peer has applied only {applied:#x}: "
+            f"it must try another peer",
+            refused="client ahead of this peer",
+        )
+        return True
+
+    def _open_session(self, request: ConnectRequest) -> None:
+        server = self.server
+        timeout_ms = server.settings.negotiate(request.time_out)
+        session_id = operations.new_session_id()
+        op = CreateSessionOp(session_id, timeout_ms, operations.CLIENT_SESSION_OWNER)
+
+        def opened(_value: Any) -> tuple[int, str]:
+            replica = server.replica
+            return replica.applied, replica.cluster_uuid
+
+        future = server.loop.submit(op, server.request_timeout, transform=opened)
+
+        def done(result: tuple[int, str]) -> None:
+            applied, secret = result
+            if not self._behind(request, applied):
+                self._connected(request, session_id, timeout_ms, operations.session_password(secret, session_id))
+
+        self._when_done(future, done, lambda exc: self.close(f"could not open a session: {exc}"))
+
+    def _resume_session(self, request: ConnectRequest) -> None:
+        server = self.server
+        session_id = request.session_id
+
+        def look() -> tuple[int, str, int | None]:
+            replica = server.replica
+            session = replica.tree.sessions().get(session_id)
+            timeout = None
+            if session is not None and session[0] == operations.CLIENT_SESSION_OWNER:
+                timeout = session[1]
+            return replica.applied, replica.cluster_uuid, timeout
+
+        def check(result: tuple[int, str, int | None], synced: bool) -> None:
+            applied, secret, timeout = result
+            if self._behind(request, applied):
+                return
+            if timeout is None and not synced:
+                # Perhaps opened so recently that it is not applied here yet: catch up with the leader, look again.
+                future = server.loop.sync(server.request_timeout)
+                self._when_done(
+                    future,
+                    lambda _none: self._when_done(server.loop.call(look), lambda r: check(r, True), failed),
+                    failed,
+                )
+                return
+            if timeout is None or request.passwd != operations.session_password(secret, session_id):
+                self._refuse_session(request, f"session {session_id:#x} is expired or its password is wrong")
+                return
+            self._connected(request, session_id, timeout, operations.session_password(secret, session_id))
+
+        def failed(exc: BaseException) -> None:
+            self.close(f"could not resume session {session_id:#x}: {exc}")
+
+        self._when_done(server.loop.call(look), lambda r: check(r, False), failed)
+
+    # -- requests -----------------------------------------------------------------------------------------------
+
+    def _request(self, packet: bytes) -> None:
+        if self.phase != "open":
+            self.close("a request arrived before the handshake was answered", refused="request before handshake")
+            return
+        request = decode_request(packet, max_length=self.server.settings.max_packet)
+        opcode = request.opcode
+        self.last_op = op_name(opcode)
+        self.last_xid = request.xid
+        if opcode == OpCode.PING:
+            # Out of band, as ZooKeeper's clients expect: the ping keeps the session, whatever else is in flight.
+            self.write(encode_reply(ReplyHeader(PING_XID, self.server.last_zxid, 0)))
+            return
+        slot = _Slot(request, request.xid, opcode, ordered=opcode in WRITES or opcode == OpCode.SYNC)
+        self._slots.append(slot)
+        self._undispatched.append(slot)
+        self._dispatch()
+        self._update_reading()
+
+    def _dispatch(self) -> None:
+        while self._undispatched and not self.closed:
+            slot = self._undispatched[0]
+            if not slot.ordered and self._ordered_in_flight:
+                return  # a read waits for the writes before it
+            self._undispatched.popleft()
+            if slot.ordered:
+                self._ordered_in_flight += 1
+            try:
+                self._start(slot)
+            except EmbedZKError as exc:
+                self._fail(slot, exc)
+
+    def _start(self, slot: _Slot) -> None:
+        request = slot.request
+        assert request is not None
+        opcode = request.opcode
+        server = self.server
+        if opcode == OpCode.SYNC:
+            assert isinstance(request.body, SyncRequest)
+            path = request.body.path or ""
+            self._when_done(
+                server.loop.sync(server.request_timeout),
+                lambda _none: self._answer(slot, SyncResponse(path), server.last_zxid),
+                lambda exc: self._fail(slot, exc),
+            )
+        elif opcode in WRITES:
+            self._start_write(slot, request)
+        elif opcode in READS:
+            self._start_read(slot, request)
+        elif opcode == OpCode.AUTH:
+            self._auth(slot, request)
+        elif opcode == OpCode.RECONFIG:
+            raise ReconfigDisabledError("reconfig is not available: change members with add_member/remove_member")
+        else:
+            raise UnimplementedError(f"{op_name(opcode)} is not supported")
+
+    def _start_write(self, slot: _Slot, request: Request) -> None:
+        server = self.server
+        op = operations.write_op(request, self.session_id)
+        if request.opcode == OpCode.CLOSE_SESSION:
+            slot.close_after = "the client closed its session"
+        if op is None or (isinstance(op, MultiOp) and not op.ops):
+            # Nothing to propose (an empty multi, a setACL that changes nothing): answered from the tree.
+            def answer_now() -> tuple[JuteRecord | None, int]:
+                replica = server.replica
+                if op is not None:
+                    return MultiResponse(()), replica.applied
+                return operations.write_reply(request, None, replica.tree), replica.applied
+
+            self._when_done(server.loop.call(answer_now), lambda r: self._answer(slot, *r), self._failer(slot))
+            return
+
+        def reply(value: Any) -> tuple[JuteRecord | None, int]:
+            replica = server.replica
+            return operations.write_reply(request, value, replica.tree), replica.applied
+
+        future = server.loop.submit(
+            op,
+            server.request_timeout,
+            transform=reply,
+            errors_as_values=request.opcode == OpCode.MULTI,
+            session_id=self.session_id,
+        )
+        self._when_done(future, lambda r: self._answer(slot, *r), self._failer(slot))
+
+    def _start_read(self, slot: _Slot, request: Request) -> None:
+        server = self.server
+        ctx = ReadContext(
+            None, server.registry, self.watcher, self.session_id, self.identity, server.config_text
+        )
+
+        def read() -> tuple[JuteRecord | None, list[tuple[str, str]], int]:
+            replica = server.replica
+            ctx.tree = replica.tree
+            body, fire = operations.run_read(request, ctx)
+            return body, fire, replica.applied
+
+        def done(result: tuple[JuteRecord | None, list[tuple[str, str]], int]) -> None:
+            body, fire, zxid = result
+            for kind, path in fire:
+                self._send_event(_SET_WATCHES_EVENTS[kind], path, zxid)
+            self._answer(slot, body, zxid)
+
+        self._when_done(server.loop.call(read), done, self._failer(slot))
+
+    def _auth(self, slot: _Slot, request: Request) -> None:
+        body = request.body
+        assert isinstance(body, AuthPacket)
+        scheme = body.scheme or ""
+        if scheme != "digest":
+            slot.close_after = f"auth scheme {scheme!r} is not supported"
+            raise AuthFailedError(f"auth scheme {scheme!r} is not supported (digest is)")
+        try:
+            credential = bytes(body.auth or b"").decode("utf-8")
+            ident = operations.digest_id(credential)
+        except (UnicodeDecodeError, EmbedZKError):
+            slot.close_after = "a digest credential that is not user:password"
+            raise AuthFailedError("a digest credential is user:password in UTF-8") from None
+        self.identity.ids.append(("digest", ident))
+        self._answer(slot, None, self.server.last_zxid)
+
+    # -- answers ------------------------------------------------------------------------------------------------
+
+    def _failer(self, slot: _Slot) -> Callable[[BaseException], None]:
+        return lambda exc: self._fail(slot, exc)
+
+    def _when_done(
+        self,
+        future: Future[Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        """Call ``on_result`` or ``on_error`` on this connection's thread once ``future`` (of the loop) is done."""
+
+        def settle(f: Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                self.post(on_error, exc)
+            else:
+                self.post(on_result, f.result())
+
+        future.add_done_callback(settle)
+
+    def _answer(self, slot: _Slot, body: JuteRecord | None, zxid: int) -> None:
+        self.server.saw_zxid(zxid)
+        slot.frame = encode_reply(ReplyHeader(slot.xid, zxid, 0), body)
+        self._settled(slot, zxid)
+
+    def _fail(self, slot: _Slot, exc: BaseException) -> None:
+        if isinstance(exc, _LOSSES):
+            self.close(f"{op_name(slot.opcode)} (xid {slot.xid}): {exc}")
+            return
+        if not isinstance(exc, EmbedZKError):
+            log.error("client %s:%s: %s (xid %d) failed", self.host, self.port, op_name(slot.opcode), slot.xid,
+                      exc_info=exc)
+        if isinstance(exc, SessionExpiredError):
+            slot.close_after = "its session expired"
+        zxid = self.server.last_zxid
+        slot.frame = encode_reply(ReplyHeader(slot.xid, zxid, int(error_code(exc))))
+        self._settled(slot, zxid)
+
+    def _settled(self, slot: _Slot, zxid: int) -> None:
+        if slot.ordered:
+            self._ordered_in_flight -= 1
+        self.last_zxid = zxid
+        now = time.monotonic()
+        slots = self._slots
+        while slots and slots[0].frame is not None:
+            head = slots.popleft()
+            assert head.frame is not None
+            self.write(head.frame)
+            self._count_latency(now - head.started)
+            if head.close_after is not None:
+                self.close(head.close_after)
+                return
+        self.last_response_ms = int(time.time() * 1000)
+        self._dispatch()
+        self._update_reading()
+
+    def _count_latency(self, seconds: float) -> None:
+        ms = seconds * 1000.0
+        if self.latency_count == 0 or ms < self.latency_min:
+            self.latency_min = ms
+        self.latency_max = max(self.latency_max, ms)
+        self.latency_total += ms
+        self.latency_count += 1
+        self.server.count_latency(ms)
+
