@@ -1138,6 +1138,9 @@ class Peer(PeerRecipes):
             if self._transport is not None:
                 stats["transport"] = self._transport.stats()
                 stats["frames_rejected"] += stats["transport"].get("rejected", 0)
+            server = self._client_server
+            if server is not None:
+                stats["clients"] = server.figures()
             return stats
 
         return self._on_loop(gather)

@@ -418,3 +418,73 @@ def test_a_bad_client_address_is_a_configuration_error() -> None:
         Peer("bad", client_address="nowhere")
     with pytest.raises(ConfigurationError, match="max_client_cnxns"):
         ClientSettings(max_client_cnxns=-1)
+
+
+def test_reconfig_is_refused_unless_enabled(zk: KazooClient) -> None:
+    from kazoo.exceptions import ReconfigDisabledError
+
+    with pytest.raises(ReconfigDisabledError):
+        zk.reconfig(joining="server.x=tcp://127.0.0.1:1:observer", leaving=None, new_members=None)
+
+
+def test_reconfig_adds_and_removes_a_member_when_enabled() -> None:
+    settings = ClientSettings(reconfig_enabled=True)
+    from embedzk.testing.ports import free_ports
+
+    one, two = free_ports(2)
+    with Peer("r1", bind=f"tcp://127.0.0.1:{one}", client_address="127.0.0.1:0", client_settings=settings) as first:
+        newcomer = Peer("r2", bind=f"tcp://127.0.0.1:{two}", seeds=[])  # waits to be added
+        starting = threading.Thread(target=newcomer.start, kwargs={"timeout": 30})
+        starting.start()
+        client = KazooClient(hosts=first.client_address, timeout=10)
+        client.start(timeout=10)
+        try:
+            data, _stat = client.reconfig(
+                joining=f"server.r2={newcomer._bind}:observer", leaving=None, new_members=None
+            )
+            assert f"server.r2={newcomer._bind}:observer" in data.decode()
+            starting.join(30)
+            assert set(first.members()) == {"r1", "r2"}
+            data, _stat = client.reconfig(joining=None, leaving="r2", new_members=None)
+            assert "server.r2" not in data.decode()
+            assert set(first.members()) == {"r1"}
+        finally:
+            client.stop()
+            client.close()
+            newcomer.stop(close_session=False)
+
+
+def _four_letter_word(address: str, word: str) -> str:
+    with RawClient(address) as raw:
+        raw.send_raw(word.encode())
+        chunks = []
+        while True:
+            data = raw.sock.recv(65536)
+            if not data:
+                return b"".join(chunks).decode()
+            chunks.append(data)
+
+
+def test_four_letter_words_answer_on_the_client_port(cluster: LocalCluster, zk: KazooClient, root: str) -> None:
+    leader = cluster.leader()
+    address = leader.client_address
+    assert address is not None
+    assert _four_letter_word(address, "ruok") == "imok"
+    srvr = _four_letter_word(address, "srvr")
+    assert "Mode: leader\n" in srvr
+    mntr = dict(line.split("\t", 1) for line in _four_letter_word(address, "mntr").splitlines())
+    leader.sync()
+    assert mntr["zk_server_state"] == "leader"
+    assert int(mntr["zk_znode_count"]) == leader.stats()["znode_count"]
+    assert mntr["zk_synced_followers"] == "2"
+    follower_address = follower(cluster).client_address
+    assert follower_address is not None
+    assert "Mode: follower\n" in _four_letter_word(follower_address, "srvr")
+
+
+def test_only_srvr_is_answered_by_default() -> None:
+    with Peer("words", client_address="127.0.0.1:0") as peer:
+        address = peer.client_address
+        assert address is not None
+        assert "Mode: standalone" in _four_letter_word(address, "srvr")
+        assert _four_letter_word(address, "ruok") == "ruok is not executed because it is not in the whitelist.\n"

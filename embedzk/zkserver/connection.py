@@ -52,7 +52,9 @@ from embedzk.zkwire.records import (
     AuthPacket,
     ConnectRequest,
     ConnectResponse,
+    GetDataResponse,
     MultiResponse,
+    ReconfigRequest,
     ReplyHeader,
     SyncRequest,
     SyncResponse,
@@ -385,7 +387,8 @@ class ClientConnection(asyncio.Protocol):
             # Out of band, as ZooKeeper's clients expect: the ping keeps the session, whatever else is in flight.
             self.write(encode_reply(ReplyHeader(PING_XID, self.server.last_zxid, 0)))
             return
-        slot = _Slot(request, request.xid, opcode, ordered=opcode in WRITES or opcode == OpCode.SYNC)
+        ordered = opcode in WRITES or opcode in (OpCode.SYNC, OpCode.RECONFIG)
+        slot = _Slot(request, request.xid, opcode, ordered=ordered)
         self._slots.append(slot)
         self._undispatched.append(slot)
         self._dispatch()
@@ -424,7 +427,7 @@ class ClientConnection(asyncio.Protocol):
         elif opcode == OpCode.AUTH:
             self._auth(slot, request)
         elif opcode == OpCode.RECONFIG:
-            raise ReconfigDisabledError("reconfig is not available: change members with add_member/remove_member")
+            self._reconfig(slot, request)
         else:
             raise UnimplementedError(f"{op_name(opcode)} is not supported")
 
@@ -476,6 +479,27 @@ class ClientConnection(asyncio.Protocol):
             self._answer(slot, body, zxid)
 
         self._when_done(server.loop.call(read), done, self._failer(slot))
+
+    def _reconfig(self, slot: _Slot, request: Request) -> None:
+        server = self.server
+        if not server.settings.reconfig_enabled:
+            raise ReconfigDisabledError("reconfig is disabled (ClientSettings.reconfig_enabled)")
+        assert isinstance(request.body, ReconfigRequest)
+        changes = operations.parse_reconfig(request.body)
+
+        def next_change(_done: Any = None) -> None:
+            if not changes:
+                def config() -> tuple[JuteRecord | None, int]:
+                    text = server.config_text().encode("utf-8")
+                    return GetDataResponse(text, operations.reserved_stat(len(text))), server.replica.applied
+
+                self._when_done(server.loop.call(config), lambda r: self._answer(slot, *r), self._failer(slot))
+                return
+            kind, peer_id, address, voter = changes.pop(0)
+            future = server.loop.member_change(kind, peer_id, address, voter, server.request_timeout)
+            self._when_done(future, next_change, self._failer(slot))
+
+        next_change()
 
     def _auth(self, slot: _Slot, request: Request) -> None:
         body = request.body

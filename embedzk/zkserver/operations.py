@@ -66,6 +66,7 @@ from embedzk.zkwire.records import (
     JuteRecord,
     MultiRequest,
     MultiResponse,
+    ReconfigRequest,
     RemoveWatchesRequest,
     SetACLRequest,
     SetACLResponse,
@@ -85,6 +86,8 @@ __all__ = [
     "ClientIdentity",
     "digest_id",
     "new_session_id",
+    "parse_reconfig",
+    "reserved_stat",
     "run_read",
     "session_password",
     "write_op",
@@ -306,6 +309,33 @@ def _multi_result(opcode: int, result: Any, tree: Any) -> Any:
     return CheckResult()
 
 
+def parse_reconfig(body: ReconfigRequest) -> list[tuple[str, str, str, bool]]:
+    """The membership changes an incremental reconfig asks for, in order: ("add", id, address, voter) for each
+    ``server.<id>=<address>[:participant|:observer][;<client address>]`` joining, ("remove", id, "", False) for each
+    id leaving. A non-incremental reconfig (``new_members``) and a ``cur_config_id`` other than -1 are refused: the
+    membership changes one member at a time, and configuration versions are not kept."""
+    if body.new_members:
+        raise BadArgumentsError("a non-incremental reconfig (new members) is not supported: join and leave instead")
+    if body.cur_config_id != -1:
+        raise BadArgumentsError("reconfig's from-config must be -1: configuration versions are not kept")
+    changes: list[tuple[str, str, str, bool]] = []
+    for spec in filter(None, (part.strip() for part in (body.joining_servers or "").split(","))):
+        name, sep, rest = spec.partition("=")
+        if not sep or not name.startswith("server.") or not name[len("server."):]:
+            raise BadArgumentsError(f"reconfig: {spec!r} is not server.<id>=<address>[:participant|:observer]")
+        address = rest.partition(";")[0]
+        voter = True
+        for role, votes in ((":participant", True), (":observer", False)):
+            if address.endswith(role):
+                address, voter = address[: -len(role)], votes
+        changes.append(("add", name[len("server."):], address, voter))
+    for member in filter(None, (part.strip() for part in (body.leaving_servers or "").split(","))):
+        changes.append(("remove", member.removeprefix("server."), "", False))
+    if not changes:
+        raise BadArgumentsError("reconfig asks for no change")
+    return changes
+
+
 # -- reads --------------------------------------------------------------------------------------------------------
 
 
@@ -334,6 +364,11 @@ class ReadContext:
 
 def _reserved(path: str) -> bool:
     return path in _RESERVED_CHILDREN
+
+
+def reserved_stat(data_length: int, children: int = 0) -> Stat:
+    """The stat of a node of the reserved subtree, which no change ever made."""
+    return Stat(0, 0, 0, 0, 0, 0, 0, 0, data_length, children, 0)
 
 
 def _reserved_data(path: str, ctx: ReadContext) -> tuple[bytes, ModelStat]:
@@ -500,9 +535,12 @@ def run_read(request: Request, ctx: ReadContext) -> tuple[JuteRecord | None, lis
         assert isinstance(body, GetAllChildrenNumberRequest)
         path = body.path or ""
         validate_path(path)
+        if _reserved(path):
+            return GetAllChildrenNumberResponse(len(_RESERVED_CHILDREN[path])), []
         if ctx.tree.exists(path) is None:
             raise NoNodeError(path)
-        return GetAllChildrenNumberResponse(_count_descendants(ctx.tree, path)), []
+        reserved = 1 + len(_RESERVED_CHILDREN[_RESERVED]) if path == "/" else 0  # /zookeeper and its children
+        return GetAllChildrenNumberResponse(_count_descendants(ctx.tree, path) + reserved), []
     if opcode == OpCode.GET_EPHEMERALS:
         assert isinstance(body, GetEphemeralsRequest)
         prefix = body.prefix_path or "/"

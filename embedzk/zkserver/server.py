@@ -232,6 +232,23 @@ class ClientServer:
             lines.append(f"server.{member.id}={member.address}:{role}")
         return "\n".join(lines)
 
+    def figures(self) -> dict[str, Any]:
+        """The server's own counters, for :meth:`Peer.stats` (``clients``): read from any thread."""
+        connections = list(self._connections)  # one C-level copy: safe against the server thread adding one
+        count = self._latency_count
+        return {
+            "address": self.address,
+            "connections": len(connections),
+            "sessions": len(self._sessions),
+            "outstanding_requests": sum(c.outstanding() for c in connections),
+            "packets_received": self.packets_received,
+            "packets_sent": self.packets_sent,
+            "latency_min_ms": self._latency_min,
+            "latency_avg_ms": self._latency_total / count if count else 0.0,
+            "latency_max_ms": self._latency_max,
+            "refused": dict(self._refused),
+        }
+
     # -- four-letter words --------------------------------------------------------------------------------------
 
     def four_letter_word(self, prefix: bytes) -> str | None:

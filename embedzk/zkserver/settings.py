@@ -27,7 +27,8 @@ class ClientSettings:
     answers only ``srvr`` unless told otherwise. ``handshake_timeout`` is how many seconds a new connection has to
     send its handshake before it is closed. ``max_outstanding`` is how many requests of one connection may wait for
     their answers before the server stops reading from it (ZooKeeper's globalOutstandingLimit, per connection
-    here).
+    here). ``reconfig_enabled`` (reconfigEnabled) lets clients change the membership with ZooKeeper's reconfig;
+    off by default, as in ZooKeeper, since without ACLs any client could then remove members.
     """
 
     tick_time_ms: int = 2000
@@ -38,6 +39,7 @@ class ClientSettings:
     four_letter_words: frozenset[str] = field(default_factory=_default_whitelist)
     handshake_timeout: float = 10.0
     max_outstanding: int = 1000
+    reconfig_enabled: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tick_time_ms", "max_packet", "max_outstanding"):
