@@ -488,3 +488,60 @@ def test_only_srvr_is_answered_by_default() -> None:
         assert address is not None
         assert "Mode: standalone" in _four_letter_word(address, "srvr")
         assert _four_letter_word(address, "ruok") == "ruok is not executed because it is not in the whitelist.\n"
+
+
+def test_a_reconnecting_client_sets_its_watches_again_and_hears_what_it_missed(cluster: LocalCluster) -> None:
+    from embedzk.zkwire.codes import SET_WATCHES_XID
+    from embedzk.zkwire.records import SetWatches
+
+    first, second = cluster.peers[0], cluster.peers[1]
+    assert first.client_address is not None and second.client_address is not None
+    path = f"/missed{next(_names)}"
+    with RawClient(first.client_address) as raw:
+        opened = raw.connect()
+        assert raw.call(OpCode.CREATE, _create_body(path, b"old")).header.err == 0
+        seen = raw.call(OpCode.GET_DATA, GetDataRequest(path, True)).header.zxid
+    first.set(path, b"changed while away")  # the client is gone: nobody is told
+    second.sync()
+    with RawClient(second.client_address) as raw:
+        resumed = raw.connect(session_id=opened.session_id, passwd=opened.passwd, last_zxid=seen)
+        assert resumed.session_id == opened.session_id
+        raw.send(OpCode.SET_WATCHES, SetWatches(seen, (path,), (), ()), xid=SET_WATCHES_XID)
+        event, reply = raw.reply(), raw.reply()
+        assert (event.header.xid, event.body.type, event.body.path) == (  # type: ignore[union-attr]
+            -1, EventType.NODE_DATA_CHANGED, path
+        )
+        assert (reply.header.xid, reply.header.err) == (SET_WATCHES_XID, 0)
+
+
+def test_random_packets_after_the_handshake_never_hurt_the_peer(cluster: LocalCluster) -> None:
+    import random
+
+    from embedzk.zkwire import JuteReader
+    from embedzk.zkwire.records import ReplyHeader
+
+    address = follower(cluster).client_address
+    assert address is not None
+    rng = random.Random(1234)
+    valid = struct.pack(">ii", 1, OpCode.GET_DATA) + struct.pack(">i", 1) + b"/" + b"\0"
+    for round_ in range(60):
+        if round_ % 2:
+            packet = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+        else:  # a valid request with a few bytes changed: the decoder's corners, not just garbage
+            packet = bytearray(valid)
+            for _ in range(rng.randrange(1, 4)):
+                packet[rng.randrange(len(packet))] = rng.randrange(256)
+            packet = bytes(packet)
+        with RawClient(address) as raw:
+            raw.connect()
+            raw.send_raw(frame(packet))
+            raw.sock.settimeout(2.0)
+            try:
+                while True:  # answered (a valid request by chance) or closed: either is fine
+                    answer = raw.packet()
+                    header = ReplyHeader.read(JuteReader(answer))
+                    assert header.err in {int(code) for code in ErrorCode}, packet.hex()
+            except (ConnectionError, TimeoutError, socket.timeout):
+                pass
+    _still_serves(cluster, address)
+    assert cluster.leader().stats()["role"] == "leader"
