@@ -76,3 +76,31 @@ def test_no_demotion_when_every_choice_would_lose_the_quorum() -> None:
     assert next_change("a", members, SEEDS) is None
     # With one more reachable voter, the away one goes first.
     assert next_change("a", [*members, up("f")], SEEDS) == ConfChange(L, "c")
+
+
+def test_a_learner_gone_silent_is_not_counted_stable_while_it_still_passes_for_reachable() -> None:
+    # Crash-heavy seed 13787: a learner that had just joined lost its disk; for the reach window after its last
+    # message it still passed for reachable, and its stability kept growing with the clock, so the autopilot
+    # promoted a dead learner into a configuration that already held a dead voter: 2 of 4 voters alive, no quorum
+    # ever again. Stability may only be what was seen: up to the last message.
+    from types import SimpleNamespace
+
+    from embedzk.consensus.types import ConfState
+    from embedzk.replica.membership import Membership
+
+    status = SimpleNamespace(log_conf_state=ConfState(voters=("a", "b", "c"), learners=("l",)), commit=10, progress={})
+    membership = Membership.__new__(Membership)
+    membership._replica = SimpleNamespace(node=SimpleNamespace(status=lambda: status))  # type: ignore[assignment]
+    membership.key = "a"
+    membership.reach_window = 1.0
+    membership._heard = {}
+    membership._since = {}
+    membership._wants_vote = set()
+    membership._leaving = set()
+    for key in ("a", "b", "c", "l"):
+        membership.heard(key, 0.0)
+    for t in (0.1, 0.2, 0.3):  # the learner is heard until 0.3, then never again
+        membership.heard("l", t)
+    learner = next(v for v in membership._views(1.2) if v.key == "l")
+    assert learner.reachable  # 0.9 s since its last message, within the window
+    assert learner.stable_for == pytest.approx(0.3)  # not 1.2: it was never seen stable after 0.3

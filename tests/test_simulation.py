@@ -48,6 +48,7 @@ ONCE_FAILED = [
     ("churn", 164),  # a Removed meant for a wiped member's old key, taken by its new incarnation at the same address
     ("crash-heavy", 7521),  # a learner whose addition was lost with an uncommitted entry told it was removed
     ("crash-heavy", 9162),  # the simulator promoted a learner gone for good, leaving 2 of 4 voters alive
+    ("crash-heavy", 13787),  # the autopilot counted a learner silent since it lost its disk stable, and promoted it
 ]
 
 

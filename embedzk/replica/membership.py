@@ -603,7 +603,9 @@ class Membership:
                     voter=key in conf.voters,
                     reachable=reachable,
                     unreachable_for=0.0 if reachable else now - heard,
-                    stable_for=now - self._since.get(key, now) if reachable else 0.0,
+                    # Stable for as long as it was seen to be, up to when it was last heard: a learner that went
+                    # silent is not counted stable for the window in which it still passes for reachable.
+                    stable_for=heard - self._since.get(key, heard) if reachable else 0.0,
                     lag=lag,
                     wants_vote=key in self._wants_vote,
                     leaving=key in self._leaving,
