@@ -124,6 +124,13 @@ class NoWatcherError(ZnodeError):
     code = -121
 
 
+class NewConfigNoQuorumError(EmbedZKError):
+    """A reconfig could not be made: the membership change it asked for did not complete (the new member did not
+    answer, or no quorum)."""
+
+    code = -13
+
+
 class ReconfigDisabledError(EmbedZKError):
     """ZooKeeper's reconfig is not available (membership changes through ``add_member``/``remove_member``)."""
 

@@ -4,7 +4,9 @@
 :mod:`embedzk.testing.cluster`); ``free_ports(n)`` gives loopback ports for peers in several processes; ``wait_until(predicate)`` waits for a
 replicated change to show;
 :mod:`embedzk.testing.simulator` and :mod:`embedzk.testing.linearizability` are
-what the project's own seeded simulations use.
+what the project's own seeded simulations use. :mod:`embedzk.testing.zkcluster` runs peers in child processes
+serving ZooKeeper's client protocol, with the surface of kazoo's test cluster, and
+:mod:`embedzk.testing.kazoo_plugin` runs kazoo's own tests (or a user's, on kazoo's harness) against it.
 """
 
 from __future__ import annotations

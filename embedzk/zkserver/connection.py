@@ -23,6 +23,8 @@ from embedzk.errors import (
     ConnectionLossError,
     DecodeError,
     EmbedZKError,
+    MembershipError,
+    NewConfigNoQuorumError,
     NotLeaderError,
     PeerStoppedError,
     ReconfigDisabledError,
@@ -497,7 +499,13 @@ class ClientConnection(asyncio.Protocol):
                 return
             kind, peer_id, address, voter = changes.pop(0)
             future = server.loop.member_change(kind, peer_id, address, voter, server.request_timeout)
-            self._when_done(future, next_change, self._failer(slot))
+
+            def failed(exc: BaseException) -> None:
+                if isinstance(exc, MembershipError):  # ZooKeeper's word for a change that could not be made
+                    exc = NewConfigNoQuorumError(f"reconfig: {kind} {peer_id}: {exc}")
+                self._fail(slot, exc)
+
+            self._when_done(future, next_change, failed)
 
         next_change()
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from embedzk.errors import (
     BadArgumentsError,
+    ConfigurationError,
     BadVersionError,
     EmbedZKError,
     NoNodeError,
@@ -28,6 +29,7 @@ from embedzk.errors import (
     UnimplementedError,
 )
 from embedzk.model import Stat as ModelStat
+from embedzk.settings import check_endpoint
 from embedzk.tree import validate_path
 from embedzk.tree.datatree import MAX_SESSION_ID
 from embedzk.tree.txn import CheckOp, CloseSessionOp, CreateOp, DeleteOp, MultiOp, Op, SetDataOp, SubOp
@@ -328,6 +330,10 @@ def parse_reconfig(body: ReconfigRequest) -> list[tuple[str, str, str, bool]]:
         for role, votes in ((":participant", True), (":observer", False)):
             if address.endswith(role):
                 address, voter = address[: -len(role)], votes
+        try:
+            check_endpoint(address, f"reconfig: the address of server.{name[len('server.'):]}")
+        except ConfigurationError as exc:
+            raise BadArgumentsError(str(exc)) from None
         changes.append(("add", name[len("server."):], address, voter))
     for member in filter(None, (part.strip() for part in (body.leaving_servers or "").split(","))):
         changes.append(("remove", member.removeprefix("server."), "", False))

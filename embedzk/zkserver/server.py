@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ClientServer", "parse_client_address"]
 
+#: The ZooKeeper release whose client protocol the server speaks (every request of a 3.9 client).
+ZOOKEEPER_PROTOCOL_RELEASE = "3.9.0"
+
 # How often the sessions held here are reported to the leader and checked, at most (seconds).
 _KEEPALIVE_INTERVAL = 1.0
 
@@ -297,8 +300,6 @@ class ClientServer:
 
     def facts(self, figures: dict[str, Any] | None) -> ServerFacts:
         """This server's figures, with the replica's ``figures`` (None: unknown, the peer is stopping)."""
-        from embedzk import __version__
-
         figures = figures or {}
         members = figures.get("members", [])
         me = self.peer._member_key
@@ -338,7 +339,7 @@ class ClientServer:
         low, high = settings.session_timeout_bounds
         data_dir = self.peer._data_dir
         return ServerFacts(
-            version=__version__,
+            version=server_version(),
             peer_id=self.peer.id,
             mode=mode,
             zxid=int(figures.get("applied_index", self.last_zxid)),
@@ -370,7 +371,7 @@ class ClientServer:
                 "serverId": self.peer.id,
             },
             environment={
-                "zookeeper.version": f"embedzk {__version__}",
+                "zookeeper.version": f"{server_version()}, built on embedzk",
                 "host.name": socket.gethostname(),
                 "python.version": platform.python_version(),
                 "os.name": platform.system(),
@@ -447,6 +448,14 @@ class ClientServer:
             )
             for connection in list(self._connections):
                 connection.close("this peer knows no leader")
+
+
+def server_version() -> str:
+    """The version a client reads from ``srvr``, ``mntr`` and ``envi``: the ZooKeeper release whose client protocol
+    is spoken, then embedzk's own (kazoo's ``server_version()`` and feature checks read the leading digits)."""
+    from embedzk import __version__
+
+    return f"{ZOOKEEPER_PROTOCOL_RELEASE}-embedzk-{__version__}"
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -291,6 +291,7 @@ ERROR_CODES: Final[Mapping[type[errors.EmbedZKError], ErrorCode]] = MappingProxy
         errors.SessionMovedError: ErrorCode.SESSIONMOVED,
         errors.NoWatcherError: ErrorCode.NOWATCHER,
         errors.ReconfigDisabledError: ErrorCode.RECONFIGDISABLED,
+        errors.NewConfigNoQuorumError: ErrorCode.NEWCONFIGNOQUORUM,
         errors.AuthFailedError: ErrorCode.AUTHFAILED,
         errors.NotReadOnlyCallError: ErrorCode.NOTREADONLY,
         errors.RolledBackError: ErrorCode.OK,
