@@ -545,3 +545,27 @@ def test_random_packets_after_the_handshake_never_hurt_the_peer(cluster: LocalCl
                 pass
     _still_serves(cluster, address)
     assert cluster.leader().stats()["role"] == "leader"
+
+
+def test_requests_sent_with_the_handshake_are_answered_once_the_session_is_open(cluster: LocalCluster) -> None:
+    from embedzk.zkwire import encode_connect_request, encode_request
+    from embedzk.zkwire.records import ConnectRequest, RequestHeader
+
+    address = follower(cluster).client_address
+    assert address is not None
+    with RawClient(address) as raw:
+        # The handshake and two requests in one write, before any answer: as a pipelining client sends them.
+        raw.opcodes[1] = OpCode.GET_DATA
+        raw.opcodes[2] = OpCode.EXISTS
+        from embedzk.zkwire.records import ExistsRequest
+
+        raw.send_raw(
+            encode_connect_request(ConnectRequest(0, 0, 10_000, 0, b"\0" * 16, False))
+            + encode_request(RequestHeader(1, OpCode.GET_DATA), GetDataRequest("/", False))
+            + encode_request(RequestHeader(2, OpCode.EXISTS), ExistsRequest("/zookeeper", False))
+        )
+        from embedzk.zkwire import decode_connect_response
+
+        assert decode_connect_response(raw.packet()).session_id != 0
+        first, second = raw.reply(), raw.reply()
+        assert (first.header.xid, first.header.err, second.header.xid, second.header.err) == (1, 0, 2, 0)

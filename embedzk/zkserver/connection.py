@@ -148,6 +148,7 @@ class ClientConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._early: list[bytes] = []  # requests that came while the session was being opened
 
     # -- asyncio's callbacks ------------------------------------------------------------------------------------
 
@@ -203,6 +204,9 @@ class ClientConnection(asyncio.Protocol):
                 self.server.packets_received += 1
                 if self.phase == "handshake":
                     self._handshake(packet)
+                elif self.phase == "connecting":
+                    # Sent before the handshake's answer (a client may pipeline): kept for when the session is open.
+                    self._early.append(packet)
                 else:
                     self._request(packet)
                 if self.closed:
@@ -301,6 +305,14 @@ class ClientConnection(asyncio.Protocol):
         self.phase = "open"
         self.last_heard = time.monotonic()
         self.server.attach(self)
+        early, self._early = self._early, []
+        try:
+            for packet in early:
+                self._request(packet)
+                if self.closed:
+                    return
+        except DecodeError as exc:
+            self.close(f"malformed packet: {exc}", refused="malformed packet")
         log.debug("client %s:%s: session %#x, timeout %d ms", self.host, self.port, session_id, timeout_ms)
 
     def _refuse_session(self, request: ConnectRequest, why: str) -> None:
@@ -378,9 +390,6 @@ class ClientConnection(asyncio.Protocol):
     # -- requests -----------------------------------------------------------------------------------------------
 
     def _request(self, packet: bytes) -> None:
-        if self.phase != "open":
-            self.close("a request arrived before the handshake was answered", refused="request before handshake")
-            return
         request = decode_request(packet, max_length=self.server.settings.max_packet)
         opcode = request.opcode
         self.last_op = op_name(opcode)
