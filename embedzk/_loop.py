@@ -136,9 +136,17 @@ class Loop:
         """The loop thread."""
         return self._thread
 
-    def call(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn`` on the loop thread; the future holds its result (or exception)."""
-        future: Future[Any] = self._new_future()
+    def _future(self, given: Future[Any] | None) -> Future[Any]:
+        # The application's futures run their done-callbacks on the dispatch thread, never on the loop's (a callback
+        # may block). Library code may give a plain Future of its own instead, its callbacks attached beforehand:
+        # they then run on the loop thread the moment it completes, in the loop's own order (the client server's
+        # replies must leave in the same order as the watch events the loop hands it directly), and must only hand
+        # the result on.
+        return given if given is not None else self._new_future()
+
+    def call(self, fn: Callable[[], Any], *, future: Future[Any] | None = None) -> Future[Any]:
+        """Run ``fn`` on the loop thread; the future (``future`` if given, see _future) holds its result."""
+        future = self._future(future)
         self._put(_Call(future, fn=fn))
         return future
 
@@ -149,15 +157,16 @@ class Loop:
         transform: Callable[[Any], Any] | None = None,
         errors_as_values: bool = False,
         session_id: int | None = None,
+        future: Future[Any] | None = None,
     ) -> Future[Any]:
         """Submit ``op`` to the replica; the future resolves when its completion comes out (once applied here).
 
         ``transform`` turns the completion's value into what the caller gets (None: the value itself); it runs on
         the loop thread, so it may read the replica. With ``errors_as_values`` a failed request whose completion
         still carries a value (a multi's per-operation results) resolves to that value. ``session_id`` is the
-        session the operation is asked in (None: the peer's own).
+        session the operation is asked in (None: the peer's own). ``future``: see :meth:`_future`.
         """
-        future: Future[Any] = self._new_future()
+        future = self._future(future)
         self._put(
             _Call(
                 future,
@@ -170,16 +179,18 @@ class Loop:
         )
         return future
 
-    def sync(self, timeout: float) -> Future[Any]:
+    def sync(self, timeout: float, *, future: Future[Any] | None = None) -> Future[Any]:
         """Ask the replica for a read barrier (read-index); the future resolves to None once it is passed here."""
-        future: Future[Any] = self._new_future()
+        future = self._future(future)
         self._put(_Call(future, timeout=timeout))
         return future
 
-    def member_change(self, kind: str, peer_id: str, address: str, voter: bool, timeout: float) -> Future[Any]:
+    def member_change(
+        self, kind: str, peer_id: str, address: str, voter: bool, timeout: float, *, future: Future[Any] | None = None
+    ) -> Future[Any]:
         """Ask the leader (through the replica) for an add_member ("add") or remove_member ("remove"); the future
         resolves to None once it is made."""
-        future: Future[Any] = self._new_future()
+        future = self._future(future)
         self._put(_Call(future, change=(kind, peer_id, address, voter), timeout=timeout))
         return future
 

@@ -569,3 +569,62 @@ def test_requests_sent_with_the_handshake_are_answered_once_the_session_is_open(
         assert decode_connect_response(raw.packet()).session_id != 0
         first, second = raw.reply(), raw.reply()
         assert (first.header.xid, first.header.err, second.header.xid, second.header.err) == (1, 0, 2, 0)
+
+
+def test_kazoo_locks_hand_over_without_a_lost_wakeup(cluster: LocalCluster) -> None:
+    # A waiter learns of its predecessor's release only from the watch its getData/exists set: if the notification
+    # overtook the reply that set the watch, kazoo would drop it and the waiter would sleep to its timeout.
+    path = f"/lock{next(_names)}"
+    clients = [KazooClient(hosts=peer.client_address, timeout=10) for peer in cluster.peers]
+    failures: list[str] = []
+    counts = [0] * len(clients)
+
+    def contend(index: int, client: KazooClient) -> None:
+        lock = client.Lock(path, f"c{index}")
+        for _ in range(15):
+            began = time.monotonic()
+            if not lock.acquire(timeout=10):
+                failures.append(f"client {index} waited {time.monotonic() - began:.1f}s for the lock")
+                return
+            counts[index] += 1
+            lock.release()
+
+    for client in clients:
+        client.start(timeout=10)
+    try:
+        threads = [threading.Thread(target=contend, args=(i, c)) for i, c in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for client in clients:
+            client.stop()
+            client.close()
+    assert not failures
+    assert counts == [15] * len(clients)
+
+
+def test_a_reply_is_never_overtaken_by_the_notification_of_a_later_change(cluster: LocalCluster) -> None:
+    # The peer's dispatch thread is kept busy by a slow application callback: nothing a client is sent may wait
+    # for it, or a watch's notification would overtake the reply that set the watch (and kazoo would drop it).
+    peer = follower(cluster)
+    assert peer.client_address is not None
+    path = f"/overtake{next(_names)}"
+    peer.create(path, b"v0")
+    busy = threading.Event()
+
+    def slow(_event: object) -> None:
+        busy.set()
+        time.sleep(1.0)
+
+    peer.exists(f"{path}-blocker", watch=slow)
+    with RawClient(peer.client_address) as raw:
+        raw.connect()
+        peer.create(f"{path}-blocker")
+        assert busy.wait(5)
+        xid = raw.send(OpCode.GET_DATA, GetDataRequest(path, True))
+        time.sleep(0.05)  # the read is answered on the loop by now
+        peer.set(path, b"v1")
+        first, second = raw.reply(), raw.reply()
+        assert (first.header.xid, second.header.xid) == (xid, -1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -156,6 +157,11 @@ class ClientConnection(asyncio.Protocol):
         """A client connected: refused at once if its address has too many connections already."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # asyncio sets TCP_NODELAY only on sockets it made with IPPROTO_TCP; ours come from socket.create_server,
+            # and without it a small reply waits for the client's delayed acknowledgement (up to 40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.host, self.port = str(peer[0]), int(peer[1])
         self.identity = ClientIdentity(self.host)
@@ -343,14 +349,14 @@ class ClientConnection(asyncio.Protocol):
             replica = server.replica
             return replica.applied, replica.cluster_uuid
 
-        future = server.loop.submit(op, server.request_timeout, transform=opened)
+        start = lambda fut: server.loop.submit(op, server.request_timeout, transform=opened, future=fut)  # noqa: E731
 
         def done(result: tuple[int, str]) -> None:
             applied, secret = result
             if not self._behind(request, applied):
                 self._connected(request, session_id, timeout_ms, operations.session_password(secret, session_id))
 
-        self._when_done(future, done, lambda exc: self.close(f"could not open a session: {exc}"))
+        self._when_done(start, done, lambda exc: self.close(f"could not open a session: {exc}"))
 
     def _resume_session(self, request: ConnectRequest) -> None:
         server = self.server
@@ -370,10 +376,9 @@ class ClientConnection(asyncio.Protocol):
                 return
             if timeout is None and not synced:
                 # Perhaps opened so recently that it is not applied here yet: catch up with the leader, look again.
-                future = server.loop.sync(server.request_timeout)
                 self._when_done(
-                    future,
-                    lambda _none: self._when_done(server.loop.call(look), lambda r: check(r, True), failed),
+                    lambda fut: server.loop.sync(server.request_timeout, future=fut),
+                    lambda _none: self._when_done(lambda fut: server.loop.call(look, future=fut), lambda r: check(r, True), failed),
                     failed,
                 )
                 return
@@ -385,7 +390,7 @@ class ClientConnection(asyncio.Protocol):
         def failed(exc: BaseException) -> None:
             self.close(f"could not resume session {session_id:#x}: {exc}")
 
-        self._when_done(server.loop.call(look), lambda r: check(r, False), failed)
+        self._when_done(lambda fut: server.loop.call(look, future=fut), lambda r: check(r, False), failed)
 
     # -- requests -----------------------------------------------------------------------------------------------
 
@@ -427,7 +432,7 @@ class ClientConnection(asyncio.Protocol):
             assert isinstance(request.body, SyncRequest)
             path = request.body.path or ""
             self._when_done(
-                server.loop.sync(server.request_timeout),
+                lambda fut: server.loop.sync(server.request_timeout, future=fut),
                 lambda _none: self._answer(slot, SyncResponse(path), server.last_zxid),
                 lambda exc: self._fail(slot, exc),
             )
@@ -455,21 +460,24 @@ class ClientConnection(asyncio.Protocol):
                     return MultiResponse(()), replica.applied
                 return operations.write_reply(request, None, replica.tree), replica.applied
 
-            self._when_done(server.loop.call(answer_now), lambda r: self._answer(slot, *r), self._failer(slot))
+            self._when_done(
+                lambda fut: server.loop.call(answer_now, future=fut), lambda r: self._answer(slot, *r), self._failer(slot)
+            )
             return
 
         def reply(value: Any) -> tuple[JuteRecord | None, int]:
             replica = server.replica
             return operations.write_reply(request, value, replica.tree), replica.applied
 
-        future = server.loop.submit(
+        start = lambda fut: server.loop.submit(  # noqa: E731
             op,
             server.request_timeout,
             transform=reply,
             errors_as_values=request.opcode == OpCode.MULTI,
             session_id=self.session_id,
+            future=fut,
         )
-        self._when_done(future, lambda r: self._answer(slot, *r), self._failer(slot))
+        self._when_done(start, lambda r: self._answer(slot, *r), self._failer(slot))
 
     def _start_read(self, slot: _Slot, request: Request) -> None:
         server = self.server
@@ -489,7 +497,7 @@ class ClientConnection(asyncio.Protocol):
                 self._send_event(_SET_WATCHES_EVENTS[kind], path, zxid)
             self._answer(slot, body, zxid)
 
-        self._when_done(server.loop.call(read), done, self._failer(slot))
+        self._when_done(lambda fut: server.loop.call(read, future=fut), done, self._failer(slot))
 
     def _reconfig(self, slot: _Slot, request: Request) -> None:
         server = self.server
@@ -504,17 +512,21 @@ class ClientConnection(asyncio.Protocol):
                     text = server.config_text().encode("utf-8")
                     return GetDataResponse(text, operations.reserved_stat(len(text))), server.replica.applied
 
-                self._when_done(server.loop.call(config), lambda r: self._answer(slot, *r), self._failer(slot))
+                self._when_done(
+                    lambda fut: server.loop.call(config, future=fut), lambda r: self._answer(slot, *r), self._failer(slot)
+                )
                 return
             kind, peer_id, address, voter = changes.pop(0)
-            future = server.loop.member_change(kind, peer_id, address, voter, server.request_timeout)
+            start = lambda fut: server.loop.member_change(  # noqa: E731
+                kind, peer_id, address, voter, server.request_timeout, future=fut
+            )
 
             def failed(exc: BaseException) -> None:
                 if isinstance(exc, MembershipError):  # ZooKeeper's word for a change that could not be made
                     exc = NewConfigNoQuorumError(f"reconfig: {kind} {peer_id}: {exc}")
                 self._fail(slot, exc)
 
-            self._when_done(future, next_change, failed)
+            self._when_done(start, next_change, failed)
 
         next_change()
 
@@ -541,11 +553,18 @@ class ClientConnection(asyncio.Protocol):
 
     def _when_done(
         self,
-        future: Future[Any],
+        start: Callable[[Future[Any]], Future[Any]],
         on_result: Callable[[Any], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
-        """Call ``on_result`` or ``on_error`` on this connection's thread once ``future`` (of the loop) is done."""
+        """Hand work to the peer's loop with ``start(future)``, and call ``on_result`` or ``on_error`` on this
+        connection's thread once it is done.
+
+        The future's callback is attached before the work is queued, so it runs on the loop thread the moment the
+        work completes: the answer is then queued for this thread in the loop's own order, after every watch event
+        the loop handed out before it and before every one after (a reply never overtakes, nor is overtaken by, the
+        notification of a change it did or did not see).
+        """
 
         def settle(f: Future[Any]) -> None:
             exc = f.exception()
@@ -554,7 +573,9 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.post(on_result, f.result())
 
+        future: Future[Any] = Future()
         future.add_done_callback(settle)
+        start(future)
 
     def _answer(self, slot: _Slot, body: JuteRecord | None, zxid: int) -> None:
         self.server.saw_zxid(zxid)
