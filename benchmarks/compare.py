@@ -1,13 +1,18 @@
 """embedzk beside Apache ZooKeeper (driven by kazoo) and PySyncObj: the same workloads, in one run, on one machine.
 
+embedzk runs twice: embedded (its own API, in the members' processes) and as a ZooKeeper server driven by the
+same kazoo client code as ZooKeeper (embedzk-kazoo).
+
     bash benchmarks/setup_compare.sh        # once: ZooKeeper 3.8 (Debian), kazoo, pysyncobj, matplotlib, psutil
-    python benchmarks/compare.py            # about 6 minutes, at most 10 (--budget); --help for the sizes
+    python benchmarks/compare.py            # 7 to 8 minutes, at most 10 (--budget); --help for the sizes
 
 Systems, each 3 members on loopback (see the compare_<system>.py modules):
   embedzk             3 worker processes, one Peer each, LevelDB with sync, default settings but the session
                       timeout (4 s, as for the kazoo clients)
   zookeeper-tick2000  3 ZooKeeper JVMs (tickTime 2000 ms), a kazoo worker process beside each
-  zookeeper-tick200   the same with tickTime 200 ms
+  zookeeper-tick200   the same with tickTime 200 ms ("zookeeper" in --systems: zookeeper-tick2000)
+  embedzk-kazoo       3 embedzk peers serving ZooKeeper's client protocol, each in its own process, a kazoo worker
+                      process beside each: the ZooKeeper systems' client code, embedzk's servers
   pysyncobj           3 worker processes, one SyncObj each (ReplDict + ReplLockManager), journal on disk
 
 Workloads (each repeated --reps times; the table shows the median of the repetitions), from a client on a
@@ -28,6 +33,9 @@ follower unless said otherwise:
                       the worker is restarted (embedzk: the member, on its data) before the next repetition
   failover            SIGKILL of the leader's process; time until a write from a client on a survivor commits
                       (the killed member is restarted and rejoins before the next repetition)
+  session move        (kazoo systems) a kazoo client holding an ephemeral node; its server, a follower, is
+                      SIGKILLed: time until the client is CONNECTED to another server, same session; the
+                      ephemeral is then checked to be still the session's
   memory              RSS of each member's process (psutil) holding --znodes (100k) nodes of 100 bytes; the
                       three members are the three samples (a ZooKeeper member is its JVM)
   restart             a follower holding those nodes is SIGKILLed and started again on its data: time from the
@@ -72,6 +80,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "watch_p99_ms": ("watch latency p99 (across processes)", "ms", False),
     "lock_handoffs_per_s": ("lock handoffs/s (3 processes)", "handoffs/s", True),
     "failover_ms": ("failover: SIGKILL leader -> write commits", "ms", False),
+    "session_move_ms": ("session move: SIGKILL client's server -> CONNECTED", "ms", False),
     "election_s": ("election: SIGKILL elected -> next one leads", "s", False),
     "rss_mb": ("RSS per member holding 100k nodes", "MiB", False),
     "restart_s": ("restart of a member holding 100k nodes", "s", False),
@@ -81,10 +90,19 @@ EXTRA = {
     "lock_acquisitions_per_s": ("lock acquisitions/s (3 processes)", "acq/s"),
     "rss_empty_mb": ("RSS per member, empty", "MiB"),
     "load_s": ("bulk load of the 100k nodes (batches of 500)", "s"),
+    "session_move_checked_ms": ("session move, until the ephemeral is read back", "ms"),
 }
-ALL_SYSTEMS = ["embedzk", "zookeeper-tick2000", "zookeeper-tick200", "pysyncobj"]
+ALL_SYSTEMS = ["embedzk", "zookeeper-tick2000", "zookeeper-tick200", "embedzk-kazoo", "pysyncobj"]
+#: Other names --systems takes: "zookeeper" is ZooKeeper at its default tickTime.
+ALIASES = {"zookeeper": "zookeeper-tick2000"}
 SHORT = {"embedzk": "embedzk", "zookeeper-tick2000": "zk tick2000", "zookeeper-tick200": "zk tick200",
-         "pysyncobj": "pysyncobj"}
+         "embedzk-kazoo": "ezk-kazoo", "pysyncobj": "pysyncobj"}
+#: The ratio columns: each base system over the others it is compared with. embedzk-kazoo is compared with
+#: ZooKeeper only: the two are the ones driven through the same client.
+RATIO_BASES: dict[str, tuple[str, ...]] = {
+    "embedzk": ("zookeeper-tick2000", "zookeeper-tick200", "pysyncobj"),
+    "embedzk-kazoo": ("zookeeper-tick2000", "zookeeper-tick200"),
+}
 
 
 def log(msg: str) -> None:
@@ -104,6 +122,10 @@ def make_system(name: str, root: str) -> Any:
         import compare_zookeeper
 
         return compare_zookeeper.System(root, int(name[len("zookeeper-tick"):]))
+    if name == "embedzk-kazoo":
+        import compare_embedzk_kazoo
+
+        return compare_embedzk_kazoo.System(root)
     if name == "pysyncobj":
         import compare_pysyncobj
 
@@ -245,6 +267,43 @@ class Run:
             s.client(i).call("sync", timeout=60)
         return led_at - killed_at
 
+    def session_move_round(self, rep: int) -> tuple[float, float]:
+        """One session move; seconds from the SIGKILL of a client's server until the client is CONNECTED to
+        another server with the same session, and until it has read its ephemeral node back from there.
+
+        The client is the kazoo worker beside a follower, connected to that follower's server (a worker that
+        moved in an earlier round is replaced by a new one connected there first). It creates an ephemeral node;
+        --settle s later its server is SIGKILLed (on loopback the client's connection is reset at once), and
+        kazoo tries the next server of its list (the other two, in member order: the leader's or the other
+        follower's). The worker notes the moment kazoo reports CONNECTED again, checks that the session is the
+        same, then reads the ephemeral (``exists``) and checks that its owner is still the session. The killed
+        server is restarted before the next round.
+        """
+        s = self.system
+        _leader, mover, _other = self.roles()
+        if s.connected_member(mover) != mover:
+            s.rehome_client(mover)
+        agent = s.client(mover)
+        armed = agent.call("move_arm", path=f"/bench/move/r{rep}-{time.time_ns()}")
+        if armed["port"] != s.client_ports[mover]:
+            raise common.AgentError(f"the client beside member {mover + 1} is connected to port {armed['port']}")
+        time.sleep(self.args.settle)
+        killed_at = time.time()
+        s.kill_member(mover)
+        try:
+            r = agent.call("move_wait", seconds=60, timeout=90)
+        finally:
+            s.restart_member(mover)
+            s.wait_member_ready(mover)
+        to = s.client_ports.index(r["port"]) + 1 if r["port"] in s.client_ports else r["port"]
+        self.notes.append(f"session move rep {rep + 1}: server {mover + 1} killed, the client CONNECTED to "
+                          f"server {to} after {(r['connected_at'] - killed_at) * 1e3:.1f} ms (SUSPENDED after "
+                          f"{((r['suspended_at'] or killed_at) - killed_at) * 1e3:.1f} ms), ephemeral read back "
+                          f"after {(r['verified_at'] - killed_at) * 1e3:.1f} ms; states {r['states']}")
+        for i in range(3):  # everyone agrees on a leader again before the next round
+            s.client(i).call("sync", timeout=60)
+        return r["connected_at"] - killed_at, r["verified_at"] - killed_at
+
     def wait_contenders(self, agent: common.Agent, path: str, n: int, timeout: float = 30.0) -> None:
         """Wait until ``agent`` sees ``n`` contenders in the election at ``path``."""
         deadline = time.monotonic() + timeout
@@ -326,12 +385,15 @@ class Run:
             watch_path = "/bench/watchdir/n0"
             s.client(w).call("sync")
             s.client(w).call("watch_setup", path=watch_path)
+            counts = [0, 0]  # notifications, writes: a figure from fewer notifications than writes says so below
 
             def body(rep: int) -> None:
                 sent = client().call("watch_write", path=watch_path, n=a.watch_writes, gap=0.02, timeout=300)
                 time.sleep(0.5)
                 seen = s.client(w).call("watch_results")
                 lat = match_watches(sent, seen)
+                counts[0] += len(seen)
+                counts[1] += len(sent)
                 if len(seen) != len(sent):
                     self.notes.append(f"watch rep {rep + 1}: {len(seen)} notifications for {len(sent)} writes "
                                       "(matched by time)")
@@ -341,6 +403,9 @@ class Run:
                 self.add("watch_p99_ms", common.percentile(lat, 0.99) * 1e3)
 
             self.repeat("watch", body)
+            if counts[0] != counts[1]:
+                self.say(f"watch: {counts[0]} notifications for {counts[1]} writes; the latencies are those of the "
+                         "notifications that came, each against the latest write before it")
 
         self.phase(["watch_p50_ms", "watch_p99_ms"], watches)
 
@@ -406,6 +471,20 @@ class Run:
 
         self.phase(["failover_ms"], failover)
 
+        def session_move() -> None:
+            if not getattr(s, "supports_session_move", False):
+                raise NotImplementedError(f"{s.name} has no client sessions that move between servers")
+            client().call("ensure", path="/bench/move")
+
+            def body(rep: int) -> None:
+                took, checked = self.session_move_round(rep)
+                self.add("session_move_ms", took * 1e3)
+                self.add("session_move_checked_ms", checked * 1e3)
+
+            self.repeat("session_move", body)
+
+        self.phase(["session_move_ms"], session_move)
+
         def memory_and_restart() -> None:
             _leader, c2, _w2 = self.roles()
             load_s = s.client(c2).call("load", prefix="/load", start=0, count=a.znodes, batch=500, timeout=900)
@@ -463,6 +542,8 @@ def run_system(name: str, root: str, args: argparse.Namespace) -> dict[str, Any]
         system.start()
         log(f"{name}: started in {time.monotonic() - t0:.1f}s")
     except KeyboardInterrupt:
+        if system is not None:  # kill what it had started, by pid, before leaving
+            system.stop()
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -519,22 +600,25 @@ def fmt(v: float | None) -> str:
     return f"{v:.3f}"
 
 
-def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    base = results.get("embedzk", {}).get("median", {})
+def ratios(results: dict[str, Any], base_name: str = "embedzk") -> dict[str, dict[str, float]]:
+    """base / other for every metric both have, for each system ``base_name`` is compared with (RATIO_BASES)."""
+    base = results.get(base_name, {}).get("median", {})
     out: dict[str, dict[str, float]] = {}
-    for name, res in results.items():
-        if name == "embedzk":
-            continue
-        med = res.get("median", {})
-        out[name] = {k: base[k] / med[k] for k in METRICS if k in base and k in med and med[k]}
+    if not base:
+        return out
+    for name in RATIO_BASES[base_name]:
+        med = results.get(name, {}).get("median", {})
+        if med:
+            out[name] = {k: base[k] / med[k] for k in METRICS if k in base and k in med and med[k]}
     return out
 
 
-def table(results: dict[str, Any], rat: dict[str, dict[str, float]]) -> str:
+def table(results: dict[str, Any], rats: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The table: a column per system, then a ratio column per (base, other) pair of ``rats``."""
     names = [n for n in results]
-    others = [n for n in names if n != "embedzk"] if results.get("embedzk", {}).get("median") else []
+    pairs = [(b, n) for b in RATIO_BASES if b in rats for n in rats[b]]
     head = ["metric", "unit", "better"] + [SHORT.get(n, n) for n in names] + [
-        f"ezk/{SHORT.get(n, n)}" for n in others]
+        f"{'ezk' if b == 'embedzk' else SHORT.get(b, b)}/{SHORT.get(n, n)}" for b, n in pairs]
     rows = [head]
     for key, (label, unit, higher) in METRICS.items():
         row = [label, unit, "higher" if higher else "lower"]
@@ -542,8 +626,8 @@ def table(results: dict[str, Any], rat: dict[str, dict[str, float]]) -> str:
             med = results[n].get("median", {})
             row.append(fmt(med.get(key)) if key in med else ("n/a" if key in results[n].get(
                 "skipped_metrics", {}) or "skipped" in results[n] else "-"))
-        for n in others:
-            ratio = rat.get(n, {}).get(key)
+        for b, n in pairs:
+            ratio = rats[b][n].get(key)
             row.append("-" if ratio is None else (f"{ratio:.2f}x" if ratio < 100 else f"{ratio:,.0f}x"))
         rows.append(row)
     for key, (label, unit) in EXTRA.items():
@@ -551,7 +635,7 @@ def table(results: dict[str, Any], rat: dict[str, dict[str, float]]) -> str:
         for n in names:
             med = results[n].get("median", {})
             row.append(fmt(med.get(key)) if key in med else "-")
-        row += [""] * len(others)
+        row += [""] * len(pairs)
         rows.append(row)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = []
@@ -578,7 +662,7 @@ def chart(results: dict[str, Any], path: str, title: str) -> None:
     rows = (len(keys) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows))
     colors = {"embedzk": "#2a7ab9", "zookeeper-tick2000": "#d9822b", "zookeeper-tick200": "#f2b36b",
-              "pysyncobj": "#5aa05a"}
+              "embedzk-kazoo": "#7fb3dd", "pysyncobj": "#5aa05a"}
     flat = axes.flatten() if hasattr(axes, "flatten") else [axes]
     for ax, key in zip(flat, keys):
         label, unit, higher = METRICS[key]
@@ -642,7 +726,8 @@ def machine_info() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=None)
-    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated, of " + ", ".join(ALL_SYSTEMS))
+    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
+                        help="comma-separated, of " + ", ".join(ALL_SYSTEMS) + " (zookeeper: zookeeper-tick2000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each workload (default 3)")
     parser.add_argument("--writes", type=int, default=8000, help="pipelined writes per repetition")
     parser.add_argument("--window", type=int, default=1000, help="outstanding pipelined writes")
@@ -678,7 +763,7 @@ def main() -> int:
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
         args.profile = os.path.abspath(args.profile)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    systems = [ALIASES.get(s.strip(), s.strip()) for s in args.systems.split(",") if s.strip()]
     for s in systems:
         if s not in ALL_SYSTEMS:
             parser.error(f"unknown system {s}")
@@ -713,11 +798,12 @@ def main() -> int:
         common.PROCESSES.kill_all()
     info["loadavg_end"] = os.getloadavg()
     info["seconds"] = round(time.monotonic() - began, 1)
-    rat = ratios(results)
-    text = table(results, rat)
+    rats = {base: ratios(results, base) for base in RATIO_BASES}
+    rats = {base: r for base, r in rats.items() if r}
+    text = table(results, rats)
     print()
     print(f"{info['date']}, {info['nproc']} cores, Python {info['python']}, {info.get('java')}, ZooKeeper "
-          f"{info.get('zookeeper')}; median of {args.reps} repetitions; ratio = embedzk / other "
+          f"{info.get('zookeeper')}; median of {args.reps} repetitions; ratio = embedzk (or embedzk-kazoo) / other "
           f"(above 1 is better for embedzk where higher is better, below 1 where lower is better)")
     print(text)
     for name, res in results.items():
@@ -733,12 +819,13 @@ def main() -> int:
     os.makedirs(args.out, exist_ok=True)
     payload = {"machine": info, "params": {k: v for k, v in vars(args).items()}, "metrics": {
         k: {"label": v[0], "unit": v[1], "higher_is_better": v[2]} for k, v in METRICS.items()},
-        "results": results, "ratios_embedzk_over": rat, "table": text}
+        "results": results, "ratios_embedzk_over": rats.get("embedzk", {}),
+        "ratios_embedzk_kazoo_over": rats.get("embedzk-kazoo", {}), "table": text}
     with open(os.path.join(args.out, "compare.json"), "w") as f:
         json.dump(payload, f, indent=1)
     try:
         chart(results, os.path.join(args.out, "compare.png"),
-              f"embedzk vs ZooKeeper 3.8 (kazoo) vs PySyncObj, 3 members on loopback; {info['date']}, "
+              " vs ".join(SHORT.get(n, n) for n in results) + f", 3 members each on loopback; {info['date']}, "
               f"{info['nproc']} cores (shared); median of {args.reps}")
     except Exception as exc:
         log(f"chart not written: {exc!r}")
