@@ -48,6 +48,8 @@ class _Call:
     timeout: float = 0.0
     #: The session an operation is asked in (None: the peer's own): a ZooKeeper client's, for the client server.
     session_id: int | None = None
+    #: The requester's identities for the ACL checks, (scheme, id) pairs.
+    ids: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -157,6 +159,7 @@ class Loop:
         transform: Callable[[Any], Any] | None = None,
         errors_as_values: bool = False,
         session_id: int | None = None,
+        ids: tuple[tuple[str, str], ...] = (),
         future: Future[Any] | None = None,
     ) -> Future[Any]:
         """Submit ``op`` to the replica; the future resolves when its completion comes out (once applied here).
@@ -164,7 +167,8 @@ class Loop:
         ``transform`` turns the completion's value into what the caller gets (None: the value itself); it runs on
         the loop thread, so it may read the replica. With ``errors_as_values`` a failed request whose completion
         still carries a value (a multi's per-operation results) resolves to that value. ``session_id`` is the
-        session the operation is asked in (None: the peer's own). ``future``: see :meth:`_future`.
+        session the operation is asked in (None: the peer's own), ``ids`` the requester's identities for the ACL
+        checks. ``future``: see :meth:`_future`.
         """
         future = self._future(future)
         self._put(
@@ -175,6 +179,7 @@ class Loop:
                 errors_as_values=errors_as_values,
                 timeout=timeout,
                 session_id=session_id,
+                ids=ids,
             )
         )
         return future
@@ -281,7 +286,7 @@ class Loop:
             request_id = self._next_request
             self._waiting[request_id] = _Waiting(future, item.transform, time.monotonic(), item.errors_as_values)
             if item.op is not None:
-                immediate = replica.submit(request_id, item.op, item.timeout, item.session_id)
+                immediate = replica.submit(request_id, item.op, item.timeout, item.session_id, item.ids)
             elif item.change is not None:
                 kind, peer_id, address, voter = item.change
                 immediate = replica.member_change(request_id, kind, peer_id, address, voter, item.timeout)

@@ -28,8 +28,10 @@ from embedzk._loop import Loop
 from embedzk.errors import (
     BadArgumentsError,
     ConfigurationError,
+    EmbedZKError,
     LoopThreadError,
     MembershipError,
+    NoAuthError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
@@ -61,11 +63,16 @@ from embedzk.tree.txn import (
     DeleteOp,
     MultiOp,
     Op,
+    SetACLOp,
     SetDataOp,
     SubOp,
+    WithACL,
 )
+from embedzk.tree.acl import OPEN_ACL, Perm, allowed
 from embedzk.tree.watches import DirectWatcher, WatchKind, WatchRegistry
 from embedzk.zkserver.settings import ClientSettings
+from embedzk._auth import add_identity, check_super_digest
+from embedzk.security import ACL, acl_entries, acls_of
 
 if TYPE_CHECKING:
     from embedzk.aio import AsyncPeer
@@ -150,6 +157,12 @@ class Peer(PeerRecipes):
     embedding); ``zmq_context`` is the ZeroMQ context to use (default: the process's shared one, which
     ``inproc://`` needs). ``protocol_version`` pins the newest protocol version this peer speaks (a test setting:
     rolling upgrades are tested with it).
+
+    ZooKeeper's world: ``client_address`` (``"host:port"``) serves ZooKeeper's client protocol there, with
+    ``client_settings`` (:class:`embedzk.zkserver.ClientSettings`); see docs/zookeeper.md. ``auth_data`` are
+    ``(scheme, credential)`` pairs added to this peer's own requests, as kazoo's (``("digest", "user:password")``);
+    ``super_digest`` (``"super:<base64 sha1>"``, ZooKeeper's superDigest) names the superuser, whom no ACL refuses,
+    for this peer's requests and its ZooKeeper clients alike.
     """
 
     def __init__(
@@ -178,6 +191,8 @@ class Peer(PeerRecipes):
         protocol_version: int | None = None,
         client_address: str | None = None,
         client_settings: ClientSettings | None = None,
+        auth_data: Iterable[tuple[str, str]] | None = None,
+        super_digest: str | None = None,
     ) -> None:
         peers = peer_map(peers)
         check_id(id, "peer id")
@@ -226,6 +241,10 @@ class Peer(PeerRecipes):
             raise ConfigurationError(f"client_settings must be a ClientSettings, got {type(client_settings).__name__}")
         self._client_address = client_address
         self._client_settings = client_settings or ClientSettings()
+        self._super_digest = check_super_digest(super_digest)
+        self._ids: tuple[tuple[str, str], ...] = ()
+        for scheme, credential in auth_data or ():
+            self._ids = add_identity(self._ids, scheme, credential, self._super_digest, ConfigurationError)
         self._client_server: ClientServer | None = None
         self._lock = threading.RLock()
         self._started = False
@@ -754,7 +773,7 @@ class Peer(PeerRecipes):
     def _write(
         self, op: Op, transform: Callable[[Any], Any] | None = None, errors_as_values: bool = False
     ) -> Future[Any]:
-        return self._running_loop().submit(op, self.request_timeout, transform, errors_as_values)
+        return self._running_loop().submit(op, self.request_timeout, transform, errors_as_values, ids=self._ids)
 
     def _on_loop(self, fn: Callable[[], Any]) -> Future[Any]:
         return self._running_loop().call(fn)
@@ -797,7 +816,8 @@ class Peer(PeerRecipes):
         """Create a znode; return its path (with the ``%010d`` suffix if ``sequence``).
 
         ``ttl`` is in seconds (a TTL node goes once unmodified that long and childless). With ``include_data``
-        returns ``(path, Stat)`` as kazoo does. ``acl`` is accepted for kazoo compatibility and ignored.
+        returns ``(path, Stat)`` as kazoo does. ``acl``: the node's ACL, a list of :class:`embedzk.security.ACL`
+        (or kazoo's); None gives everyone everything (OPEN_ACL_UNSAFE), as kazoo's default.
         """
         return self._wait(self.create_async(path, value, acl, ephemeral, sequence, makepath, container, ttl, include_data))
 
@@ -814,7 +834,7 @@ class Peer(PeerRecipes):
         include_data: bool = False,
     ) -> Future[Any]:
         """:meth:`create`, returning a Future."""
-        op = _create_op(path, value, ephemeral, sequence, makepath, container, ttl)
+        op = _with_acl(_create_op(path, value, ephemeral, sequence, makepath, container, ttl), acl, path)
         if include_data:
             return self._write(op, lambda created: (created, self._tree_stat(created)))
         return self._write(op)
@@ -823,7 +843,10 @@ class Peer(PeerRecipes):
         """``(data, Stat)`` of ``path`` from the local replica; NoNodeError if absent. ``watch`` fires once on
         its next change or deletion."""
         if watch is None:  # the tree validates the path whenever it finds no node there
-            return self._running_replica().tree.get(path)
+            tree = self._running_replica().tree
+            if tree.acl_count():
+                tree.check_read(path, self._ids)
+            return tree.get(path)
         self._refuse_on_loop_thread()
         return self._wait(self.get_async(path, watch))
 
@@ -833,7 +856,10 @@ class Peer(PeerRecipes):
         _check_watch(watch)
 
         def read() -> tuple[bytes, Stat]:
-            result = self._running_replica().tree.get(path)  # raises NoNodeError: no watch is left, as kazoo
+            tree = self._running_replica().tree
+            if tree.acl_count():
+                tree.check_read(path, self._ids)
+            result = tree.get(path)  # raises NoNodeError: no watch is left, as kazoo
             if watch is not None:
                 self._registry.add(WatchKind.DATA, path, watch)
             return result
@@ -883,6 +909,8 @@ class Peer(PeerRecipes):
 
     def _children(self, path: str, include_data: bool) -> Any:
         tree = self._running_replica().tree
+        if tree.acl_count():
+            tree.check_read(path, self._ids)
         names = tree.get_children(path)
         if include_data:
             stat = tree.exists(path)
@@ -972,6 +1000,51 @@ class Peer(PeerRecipes):
 
         chain(inner, done)
         return outer
+
+    def add_auth(self, scheme: str, credential: str) -> None:
+        """Add an identity to this peer's requests, as kazoo's ``add_auth``: ``("digest", "user:password")``.
+        AuthFailedError for another scheme or a credential that is not user:password."""
+        with self._lock:
+            self._ids = add_identity(self._ids, scheme, credential, self._super_digest)
+
+    def add_auth_async(self, scheme: str, credential: str) -> Future[None]:
+        """:meth:`add_auth`, returning a (done) Future."""
+        future: Future[None] = Future()
+        try:
+            self.add_auth(scheme, credential)
+            future.set_result(None)
+        except EmbedZKError as exc:
+            future.set_exception(exc)
+        return future
+
+    def get_acls(self, path: str) -> tuple[list[ACL], Stat]:
+        """``(acls, Stat)`` of ``path``: its ACL as a list of :class:`embedzk.security.ACL`, as kazoo's. Needs READ
+        or ADMIN on the node (NoAuthError otherwise); NoNodeError if absent."""
+        return self._wait(self.get_acls_async(path))
+
+    def get_acls_async(self, path: str) -> Future[tuple[list[ACL], Stat]]:
+        """:meth:`get_acls`, returning a Future."""
+        validate_path(path)
+        ids = self._ids
+
+        def read() -> tuple[list[ACL], Stat]:
+            entries, stat = self._running_replica().tree.get_acl(path)
+            if not (allowed(entries, Perm.READ, ids) or allowed(entries, Perm.ADMIN, ids)):
+                raise NoAuthError(f"{path}: reading its ACL needs READ or ADMIN")
+            return acls_of(entries), stat
+
+        return self._on_loop(read)
+
+    @_blocking
+    def set_acls(self, path: str, acls: Any, version: int = -1) -> Stat:
+        """Replace the ACL of ``path`` if its ACL version (``Stat.aversion``) is ``version`` (-1: any); return the
+        new Stat. Needs ADMIN on the node."""
+        return self._wait(self.set_acls_async(path, acls, version))
+
+    def set_acls_async(self, path: str, acls: Any, version: int = -1) -> Future[Stat]:
+        """:meth:`set_acls`, returning a Future."""
+        _check_version(version)
+        return self._write(SetACLOp(path, acl_entries(acls, path), version))
 
     def transaction(self) -> Transaction:
         """Start a transaction: ``create``, ``delete``, ``set_data``, ``check``, then ``commit()``."""
@@ -1222,8 +1295,8 @@ class Transaction:
         container: bool = False,
         ttl: float | None = None,
     ) -> None:
-        """Add a create."""
-        self._ops.append(_create_op(path, value, ephemeral, sequence, False, container, ttl))
+        """Add a create (``acl`` as :meth:`Peer.create`'s)."""
+        self._ops.append(_with_acl(_create_op(path, value, ephemeral, sequence, False, container, ttl), acl, path))
 
     def delete(self, path: str, version: int = -1) -> None:
         """Add a delete."""
@@ -1310,6 +1383,17 @@ def _create_op(
             raise BadArgumentsError(f"ttl must be a positive number of seconds, got {ttl!r}")
         ttl_ms = max(1, int(ttl * 1000))
     return CreateOp(path, bytes(value), ephemeral, sequence, container, ttl_ms, makepath)
+
+
+def _with_acl(op: CreateOp, acl: Any, path: str) -> CreateOp | WithACL:
+    """``op`` carrying ``acl``, unless that is None or everything to everyone (what a node gets by default, which
+    needs no newer protocol version to replicate)."""
+    if acl is None:
+        return op
+    entries = acl_entries(acl, path)
+    if entries == OPEN_ACL:
+        return op
+    return WithACL(op, entries)
 
 
 def _check_value(value: Any) -> None:

@@ -28,9 +28,11 @@ from embedzk.tree import (
     DeleteContainerOp,
     DeleteOp,
     MultiOp,
+    SetACLOp,
     SetDataOp,
     TreeEvent,
     Txn,
+    WithACL,
 )
 from embedzk.tree import snapshot as snap
 
@@ -591,7 +593,15 @@ def test_check_op_accepts_good_operations() -> None:
 
 
 def test_same_transactions_give_the_same_digest_and_each_change_moves_it() -> None:
-    ops = [CreateOp("/a", b"1"), CreateOp("/a/b", b"2"), SetDataOp("/a", b"3"), DeleteOp("/a/b")]
+    ops = [
+        CreateOp("/a", b"1"),
+        CreateOp("/a/b", b"2"),
+        SetDataOp("/a", b"3"),
+        DeleteOp("/a/b"),
+        WithACL(CreateOp("/c"), ((17, "world", "anyone"),)),  # READ and ADMIN
+        SetACLOp("/c", ((19, "world", "anyone"),)),
+        SetACLOp("/c", ((19, "world", "anyone"),)),  # the same ACL again: only aversion moves
+    ]
     a, b = Driver(), Driver()
     seen = {a.tree.digest}
     for op in ops:
@@ -604,6 +614,15 @@ def test_same_transactions_give_the_same_digest_and_each_change_moves_it() -> No
     before = a.tree.digest
     a.ok(SetDataOp("/a", b"3"))
     assert a.tree.digest != before
+
+
+def test_the_digest_covers_the_acl_itself() -> None:
+    # Two trees whose one difference is an ACL's content (same stat, same aversion) have different digests.
+    a, b = Driver(), Driver()
+    a.ok(WithACL(CreateOp("/c"), ((1, "world", "anyone"),)))
+    b.ok(WithACL(CreateOp("/c"), ((3, "world", "anyone"),)))
+    assert dump(a.tree) == dump(b.tree)
+    assert a.tree.digest != b.tree.digest
 
 
 def test_a_node_read_before_a_change_keeps_its_old_data_and_stat() -> None:

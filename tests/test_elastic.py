@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from embedzk import ConfigurationError, KeeperState, OperationTimeoutError, Peer
+from embedzk.membership.versions import PROTOCOL_MAX
 from embedzk.errors import BadArgumentsError
 from embedzk.testing import wait_until
 
@@ -288,15 +289,15 @@ def test_the_cluster_runs_the_highest_version_every_member_speaks(fleet: _Fleet)
     assert all(m.reachable is None for m in follower.members().values() if m.id != follower.id)
     pinned.stop(leave=True)  # the last old peer goes: the version rises
     leader = fleet.leader()
-    wait_until(lambda: leader.stats()["cluster_version"] == 3, 10, what="the version rises")
+    wait_until(lambda: leader.stats()["cluster_version"] == PROTOCOL_MAX, 10, what="the version rises")
     wait_until(lambda: all(m.reachable for m in follower.members().values()), 10)
 
 
 def test_a_peer_too_old_for_the_cluster_is_refused_naming_both_versions(fleet: _Fleet) -> None:
     leader_side = fleet.start("s0", "s1", "s2")
-    wait_until(lambda: leader_side[0].stats()["cluster_version"] == 3, 10)
+    wait_until(lambda: leader_side[0].stats()["cluster_version"] == PROTOCOL_MAX, 10)
     with pytest.raises(ConfigurationError, match="too old for the cluster: it speaks protocol versions 2..2, the "
-                                                  "cluster runs version 3"):
+                                                  f"cluster runs version {PROTOCOL_MAX}"):
         fleet.start("w1", protocol_version=2, timeout=10)
 
 

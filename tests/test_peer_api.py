@@ -141,8 +141,14 @@ def test_create_include_data_returns_the_path_and_its_stat(solo: Peer, root: str
     assert path == f"{root}/d" and stat == solo.exists(path) and stat.data_length == 3
 
 
-def test_create_accepts_an_acl_argument_for_kazoo_compatibility(solo: Peer, root: str) -> None:
-    assert solo.create(f"{root}/acl", b"", acl=[object()]) == f"{root}/acl"
+def test_create_refuses_an_acl_that_is_not_one_and_creates_nothing(solo: Peer, root: str) -> None:
+    from embedzk.errors import InvalidACLError
+    from embedzk.security import OPEN_ACL_UNSAFE
+
+    with pytest.raises(InvalidACLError, match="entry 0"):
+        solo.create(f"{root}/acl", b"", acl=[object()])
+    assert solo.exists(f"{root}/acl") is None
+    assert solo.create(f"{root}/acl", b"", acl=OPEN_ACL_UNSAFE) == f"{root}/acl"  # kazoo's default, open to all
 
 
 def test_a_container_goes_once_its_last_child_is_gone(solo: Peer, root: str) -> None:

@@ -5,6 +5,10 @@ a multi made atomic by deep-copying the whole state. It shares no code with the 
 transaction to both and compares the error, the value and the events; after each step the invariants compare the
 whole contents, the sessions, the ephemerals, the reap candidates, and the digest against a recomputation from
 scratch. Snapshots are taken and restored along the way, and the run then continues on the restored tree.
+
+ACLs: nodes are created with ACLs from a small pool (some invalid, some with ``auth`` entries), ACLs are replaced
+with right and wrong versions, and operations are asked on behalf of random identities; the model decides every
+check with its own table of which identity matches which entry, in ZooKeeper's order of checks.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from embedzk.errors import (
     BadArgumentsError,
     BadVersionError,
+    InvalidACLError,
+    NoAuthError,
     NoChildrenForEphemeralsError,
     NodeExistsError,
     NoNodeError,
@@ -33,6 +39,7 @@ from embedzk.errors import (
 )
 from embedzk.model import EventType, Stat
 from embedzk.tree import (
+    Authorized,
     CheckOp,
     CloseSessionOp,
     CreateOp,
@@ -41,8 +48,10 @@ from embedzk.tree import (
     DeleteContainerOp,
     DeleteOp,
     MultiOp,
+    SetACLOp,
     SetDataOp,
     Txn,
+    WithACL,
 )
 
 MAX_DATA = 8
@@ -53,6 +62,92 @@ NAMES = ["a", "b", "c"]
 POOL = ["/"] + ["/" + "/".join(p) for n in (1, 2, 3) for p in itertools.product(NAMES, repeat=n)]
 SHALLOW = [p for p in POOL if p.count("/") <= 2]
 INVALID = ["/a/", "//a", "/a/./b", "a", ""]
+
+# -- ACLs: a pool of identities and ACLs, and the model's own table of which identity an entry matches.
+ALICE = "alice:" + "A" * 27 + "="
+BOB = "bob:" + "B" * 27 + "="
+SUPER = ("super", "")
+OPEN = ((31, "world", "anyone"),)
+R, W, C, D, A = 1, 2, 4, 8, 16
+#: The ip entries of the pool, and the ip identities each one admits.
+IP_MATCHES = {
+    "10.0.0.0/8": {"10.1.2.3", "10.9.9.9", "::ffff:10.9.9.9"},
+    "10.1.2.3": {"10.1.2.3"},
+    "fd00::/8": {"fd00::1"},
+}
+VALID_DIGESTS = {ALICE, BOB}
+IDENTITIES = [
+    (),
+    (("digest", ALICE),),
+    (("digest", BOB),),
+    (("ip", "10.1.2.3"),),
+    (("ip", "192.168.0.1"),),
+    (("ip", "fd00::1"),),
+    (("ip", "::ffff:10.9.9.9"),),
+    (("digest", ALICE), ("ip", "10.9.9.9")),
+    (("digest", BOB), ("digest", ALICE)),
+    (SUPER,),
+]
+ACLS: list[Any] = [
+    OPEN,
+    ((R, "world", "anyone"),),
+    ((R | W | C | D, "world", "anyone"),),
+    ((31, "digest", ALICE),),
+    ((31, "digest", ALICE), (R, "world", "anyone")),
+    ((31, "digest", BOB), (31, "digest", BOB)),  # a duplicate, collapsed
+    ((31, "ip", "10.0.0.0/8"),),
+    ((C | D, "ip", "10.1.2.3"), (R | W, "world", "anyone")),
+    ((31, "ip", "fd00::/8"), (A, "digest", BOB)),
+    ((31, "auth", ""),),
+    ((R | A, "auth", ""), (C, "world", "anyone")),
+    ((31, "digest", ALICE), (31, "auth", "")),  # alice twice once expanded for her: collapsed
+    # invalid
+    (),
+    ((0, "world", "anyone"),),
+    ((32, "world", "anyone"),),
+    ((31, "world", "someone"),),
+    ((31, "sasl", "x"),),
+    ((31, "digest", "alice:short"),),
+    ((31, "ip", "10.0.0.0/33"),),
+]
+
+
+def acl_valid(acl: Any) -> bool:
+    known = {"world": {"anyone"}, "digest": VALID_DIGESTS, "ip": set(IP_MATCHES)}
+    return bool(acl) and all(
+        1 <= perms <= 31 and (scheme == "auth" or ident in known.get(scheme, ())) for perms, scheme, ident in acl
+    )
+
+
+def acl_fixed(acl: Any, ids: tuple[tuple[str, str], ...]) -> tuple[Any, ...]:
+    """What a node asked to have ``acl`` gets: ZooKeeper's fixupACL, as plainly as it can be written."""
+    if not acl_valid(acl):
+        raise Fail(InvalidACLError)
+    out: list[Any] = []
+    for perms, scheme, ident in acl:
+        if scheme != "auth":
+            entries = [(perms, scheme, ident)]
+        else:
+            entries = [(perms, "digest", i) for s, i in ids if s == "digest"]
+            if not entries:
+                raise Fail(InvalidACLError)
+        for entry in entries:
+            if entry not in out:
+                out.append(entry)
+    return tuple(out)
+
+
+def may(acl: tuple[Any, ...], perm: int, ids: tuple[tuple[str, str], ...]) -> bool:
+    if SUPER in ids:
+        return True
+    for perms, scheme, ident in acl:
+        if perms & perm and (
+            scheme == "world"
+            or (scheme == "digest" and ("digest", ident) in ids)
+            or (scheme == "ip" and any(s == "ip" and i in IP_MATCHES[ident] for s, i in ids))
+        ):
+            return True
+    return False
 
 
 class Fail(Exception):
@@ -75,6 +170,8 @@ class MNode:
     creations: int = 0  # children ever created: the sequential suffix, and a container's "had children"
     deletions: int = 0  # children ever deleted: with creations, what Stat.cversion counts (ZooKeeper 3.8)
     owner: int = 0
+    acl: tuple[Any, ...] = OPEN
+    aversion: int = 0
 
 
 def parent(path: str) -> str:
@@ -108,7 +205,7 @@ class Model:
     def stat(self, path: str) -> Stat:
         n = self.nodes[path]
         return Stat(
-            n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.creations + n.deletions, 0, n.owner,
+            n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.creations + n.deletions, n.aversion, n.owner,
             len(n.data), len(self.kids(path)), n.pzxid,
         )  # fmt: skip
 
@@ -130,14 +227,23 @@ class Model:
     def apply(self, txn: Txn, zxid: int) -> tuple[Any, type[Exception] | None, list[tuple[EventType, str]]]:
         saved = copy.deepcopy((self.nodes, self.sessions))
         events: list[tuple[EventType, str]] = []
-        op = txn.op
+        op: Any = txn.op
+        ids: tuple[tuple[str, str], ...] = ()
+        if isinstance(op, Authorized):
+            if (
+                type(op.ids) is not tuple
+                or any(type(p) is not tuple or len(p) != 2 or {type(p[0]), type(p[1])} != {str} for p in op.ids)
+                or isinstance(op.op, (Authorized, CreateSessionOp, CloseSessionOp))
+            ):
+                return None, BadArgumentsError, []
+            ids, op = op.ids, op.op
         if isinstance(op, MultiOp):
             results: list[Any] = []
             for i, sub in enumerate(op.ops):
                 try:
-                    if not isinstance(sub, (CreateOp, DeleteOp, SetDataOp, CheckOp)):
+                    if not isinstance(sub, (CreateOp, DeleteOp, SetDataOp, CheckOp, WithACL)):
                         raise Fail(BadArgumentsError)
-                    value = self.run(sub, txn, zxid, events)
+                    value = self.run(sub, txn, zxid, events, ids)
                 except Fail as f:
                     self.nodes, self.sessions = saved
                     failed = [RolledBackError] * i + [f.kind] + [RuntimeInconsistencyError] * (len(op.ops) - i - 1)
@@ -145,19 +251,35 @@ class Model:
                 results.append(True if value is None else value)
             return results, None, events
         try:
-            value = self.run(op, txn, zxid, events)
+            value = self.run(op, txn, zxid, events, ids)
         except Fail as f:
             self.nodes, self.sessions = saved
             return None, f.kind, []
         return value, None, events
 
-    def run(self, op: Any, txn: Txn, zxid: int, events: list[tuple[EventType, str]]) -> Any:
+    def run(
+        self, op: Any, txn: Txn, zxid: int, events: list[tuple[EventType, str]], ids: tuple[tuple[str, str], ...]
+    ) -> Any:
         t = txn.time_ms
         if isinstance(op, CreateOp):
-            return self.create(op, txn.session_id, t, zxid, events)
+            return self.create(op, None, ids, txn.session_id, t, zxid, events)
+        if isinstance(op, WithACL):
+            return self.create(op.op, op.acl, ids, txn.session_id, t, zxid, events)
+        if isinstance(op, SetACLOp):
+            if not valid(op.path):
+                raise Fail(BadArgumentsError)
+            acl = acl_fixed(op.acl, ids)
+            n = self.existing(op.path)
+            self.require(op.path, A, ids)
+            if op.version not in (-1, n.aversion):
+                raise Fail(BadVersionError)
+            n.acl, n.aversion = acl, n.aversion + 1
+            return self.stat(op.path)
         if isinstance(op, DeleteOp):
             if not valid(op.path) or op.path == "/":
                 raise Fail(BadArgumentsError)
+            self.existing(parent(op.path))
+            self.require(parent(op.path), D, ids)
             n = self.existing(op.path)
             if op.version not in (-1, n.version):
                 raise Fail(BadVersionError)
@@ -169,6 +291,7 @@ class Model:
             if not valid(op.path) or len(op.data) > MAX_DATA:
                 raise Fail(BadArgumentsError)
             n = self.existing(op.path)
+            self.require(op.path, W, ids)
             if op.version not in (-1, n.version):
                 raise Fail(BadVersionError)
             n.data, n.version, n.mzxid, n.mtime = op.data, n.version + 1, zxid, t
@@ -177,7 +300,9 @@ class Model:
         if isinstance(op, CheckOp):
             if not valid(op.path):
                 raise Fail(BadArgumentsError)
-            if op.version not in (-1, self.existing(op.path).version):
+            n = self.existing(op.path)
+            self.require(op.path, R, ids)
+            if op.version not in (-1, n.version):
                 raise Fail(BadVersionError)
             return None
         if isinstance(op, CreateSessionOp):
@@ -213,7 +338,20 @@ class Model:
             raise Fail(NoNodeError)
         return self.nodes[path]
 
-    def create(self, op: CreateOp, session: int, t: int, zxid: int, events: list[tuple[EventType, str]]) -> str:
+    def require(self, path: str, perm: int, ids: tuple[tuple[str, str], ...]) -> None:
+        if not may(self.nodes[path].acl, perm, ids):
+            raise Fail(NoAuthError)
+
+    def create(
+        self,
+        op: CreateOp,
+        asked_acl: Any,
+        ids: tuple[tuple[str, str], ...],
+        session: int,
+        t: int,
+        zxid: int,
+        events: list[tuple[EventType, str]],
+    ) -> str:
         if op.ttl is not None and (op.ephemeral or op.container or not 1 <= op.ttl <= MAX_TTL):
             raise Fail(BadArgumentsError)
         if op.container and (op.ephemeral or op.sequential):
@@ -229,6 +367,7 @@ class Model:
             owner = CONTAINER
         elif op.ttl is not None:
             owner = (0xFF00000000000000 | op.ttl) - (1 << 64)
+        acl = OPEN if asked_acl is None else acl_fixed(asked_acl, ids)
         if op.path == "/" and not op.sequential:
             raise Fail(NodeExistsError)
         par = parent(op.path)
@@ -236,23 +375,38 @@ class Model:
             if not op.makepath:
                 raise Fail(NoNodeError)
             names = par.split("/")[1:]
+            made: set[str] = set()
             for i in range(1, len(names) + 1):
                 ancestor = "/" + "/".join(names[:i])
                 if ancestor not in self.nodes:
-                    self.add(ancestor, b"", 0, t, zxid, events)
+                    if parent(ancestor) not in made:  # CREATE is checked where a node existed before
+                        self.require(parent(ancestor), C, ids)
+                    self.add(ancestor, b"", 0, t, zxid, events, acl)
+                    made.add(ancestor)
+        else:
+            self.require(par, C, ids)
         path = op.path
         if op.sequential:
             path += f"{self.nodes[par].creations:010d}"
         if path in self.nodes:
             raise Fail(NodeExistsError)
-        self.add(path, op.data, owner, t, zxid, events)
+        self.add(path, op.data, owner, t, zxid, events, acl)
         return path
 
-    def add(self, path: str, data: bytes, owner: int, t: int, zxid: int, events: list[tuple[EventType, str]]) -> None:
+    def add(
+        self,
+        path: str,
+        data: bytes,
+        owner: int,
+        t: int,
+        zxid: int,
+        events: list[tuple[EventType, str]],
+        acl: tuple[Any, ...],
+    ) -> None:
         p = self.nodes[parent(path)]
         if p.owner > 0:
             raise Fail(NoChildrenForEphemeralsError)
-        self.nodes[path] = MNode(data, zxid, zxid, zxid, t, t, owner=owner)
+        self.nodes[path] = MNode(data, zxid, zxid, zxid, t, t, owner=owner, acl=acl)
         p.creations += 1
         p.pzxid = zxid
         events += [(EventType.CREATED, path), (EventType.CHILD, parent(path))]
@@ -278,6 +432,10 @@ def dump(tree: DataTree) -> dict[str, tuple[bytes, Stat]]:
     return out
 
 
+def acls(tree: DataTree) -> dict[str, tuple[Any, ...]]:
+    return {path: tree.get_acl(path)[0] for path in dump(tree)}
+
+
 def digest_from_scratch(tree: DataTree) -> int:
     """The digest as documented in embedzk.tree.digest, from what the tree answers to reads."""
     total = 0
@@ -288,6 +446,13 @@ def digest_from_scratch(tree: DataTree) -> int:
             s.ephemeral_owner,
         )  # fmt: skip
         total += zlib.crc32(data, zlib.crc32(meta, zlib.crc32(path.encode())))
+        acl = tree.get_acl(path)[0]
+        if acl != OPEN:
+            crc = zlib.crc32(b"\x00acl\x00", zlib.crc32(path.encode()))
+            for perms, scheme, ident in acl:
+                crc = zlib.crc32(struct.pack("<iII", perms, len(scheme.encode()), len(ident.encode())), crc)
+                crc = zlib.crc32(ident.encode(), zlib.crc32(scheme.encode(), crc))
+            total += crc
     for sid, (owner, timeout) in tree.sessions().items():
         total += zlib.crc32(owner.encode(), zlib.crc32(b"\x00session\x00" + struct.pack("<qq", sid, timeout)))
     return total
@@ -299,6 +464,8 @@ create_modes = st.sampled_from(
     ["persistent"] * 6 + ["ephemeral"] * 3 + ["container", "container", "ttl", "ttl", "ttl+ephemeral", "container+seq"]
 )
 ttls = st.sampled_from([1, 20, 100] * 2 + [0])
+identities = st.sampled_from(IDENTITIES)
+acl_choices = st.sampled_from(ACLS)
 
 
 class TreeMachine(RuleBasedStateMachine):
@@ -313,7 +480,10 @@ class TreeMachine(RuleBasedStateMachine):
 
     # -- helpers
 
-    def run(self, op: Any, session: int = 0) -> None:
+    def run(self, op: Any, session: int = 0, ids: Any = None) -> None:
+        """Apply ``op`` to both, on behalf of ``ids`` (an Authorized) unless that is None."""
+        if ids is not None:
+            op = Authorized(ids, op)
         self.zxid += 1
         txn = Txn(session, self.now, op)
         got = self.tree.apply(txn, self.zxid)
@@ -341,6 +511,11 @@ class TreeMachine(RuleBasedStateMachine):
         leaves = sorted(p for p in self.model.nodes if not self.model.kids(p) and p != "/")
         return data.draw(st.sampled_from((leaves or ["/"]) if source <= 6 else sorted(self.model.nodes)))
 
+    def pick_existing_or_any(self, data: st.DataObject) -> str:
+        if data.draw(st.booleans()):
+            return data.draw(st.sampled_from(sorted(self.model.nodes)))
+        return self.pick_path(data)
+
     def pick_version(self, data: st.DataObject, path: str) -> int:
         kind = data.draw(versions)
         current = self.model.nodes[path].version if path in self.model.nodes else 0
@@ -358,11 +533,20 @@ class TreeMachine(RuleBasedStateMachine):
             makepath=data.draw(st.booleans()),
         )
 
+    def pick_aversion(self, data: st.DataObject, path: str) -> int:
+        kind = data.draw(versions)
+        current = self.model.nodes[path].aversion if path in self.model.nodes else 0
+        return {"any": -1, "right": current, "wrong": current + 1}[kind]
+
     def make_sub_op(self, data: st.DataObject) -> Any:
         path = self.pick_path(data)
-        kind = data.draw(st.sampled_from(["create", "create", "delete", "set", "check", "nested", "session"]))
+        kind = data.draw(
+            st.sampled_from(["create", "create", "create_acl", "delete", "set", "check", "nested", "session"])
+        )
         if kind == "create":
             return self.make_create(data, path)
+        if kind == "create_acl":
+            return WithACL(self.make_create(data, path), data.draw(acl_choices))
         if kind == "delete":
             path = self.pick_path(data, leaf=True)
             return DeleteOp(path, self.pick_version(data, path))
@@ -386,6 +570,98 @@ class TreeMachine(RuleBasedStateMachine):
         under = data.draw(st.sampled_from(sorted(self.model.nodes)))
         op = self.make_create(data, ("" if under == "/" else under) + "/" + name)
         self.run(op, session)
+
+    @rule(data=st.data(), name=st.sampled_from(NAMES), session=st.sampled_from([0] + SESSION_IDS), ids=identities)
+    def create_with_an_acl(self, data: st.DataObject, name: str, session: int, ids: Any) -> None:
+        # Mostly under an existing node, so that the ACL lands and the checks below it matter.
+        if data.draw(st.booleans()):
+            under = data.draw(st.sampled_from(sorted(self.model.nodes)))
+            path = ("" if under == "/" else under) + "/" + name
+        else:
+            path = self.pick_path(data)
+        create = self.make_create(data, path)
+        if data.draw(st.booleans()):  # makepath often: the ancestors it makes get the ACL and are not checked
+            create = CreateOp(path, create.data, makepath=True)
+        op = WithACL(create, data.draw(acl_choices))
+        self.run(op, session, ids if data.draw(st.booleans()) else None)
+
+    @rule(data=st.data(), ids=identities)
+    def deep_create_with_an_acl(self, data: st.DataObject, ids: Any) -> None:
+        # Several ancestors made at once: only the existing one is checked, the made ones get the ACL.
+        deep = sorted(p for p in POOL if p.count("/") == 3 and parent(parent(p)) not in self.model.nodes)
+        path = data.draw(st.sampled_from(deep or POOL))
+        self.run(WithACL(CreateOp(path, b"d", makepath=True), data.draw(acl_choices)), 0, ids)
+
+    @rule(data=st.data(), name=st.sampled_from(NAMES))
+    def create_with_auth_entries(self, data: st.DataObject, name: str) -> None:
+        # auth entries for requesters who have digest identities (their expansion, and its duplicates).
+        under = data.draw(st.sampled_from(sorted(self.model.nodes)))
+        acl = data.draw(st.sampled_from([a for a in ACLS if any(e[1] == "auth" for e in a)]))
+        ids = data.draw(st.sampled_from([i for i in IDENTITIES if any(s == "digest" for s, _ in i)]))
+        op: Any = WithACL(CreateOp(("" if under == "/" else under) + "/" + name), acl)
+        if data.draw(st.booleans()):
+            op = SetACLOp(under, acl)
+        self.run(op, 0, ids)
+
+    @rule(data=st.data(), ids=identities)
+    def set_acl(self, data: st.DataObject, ids: Any) -> None:
+        # Seldom the root, and OPEN a quarter of the time: a tree locked from the top would test little else.
+        source = data.draw(st.integers(0, 9))
+        if source == 0:
+            path = self.pick_path(data)
+        else:
+            below = sorted(p for p in self.model.nodes if p != "/" or source == 1)
+            path = data.draw(st.sampled_from(below or ["/"]))
+        acl = OPEN if data.draw(st.integers(0, 3)) == 0 else data.draw(acl_choices)
+        op = SetACLOp(path, acl, self.pick_aversion(data, path))
+        self.run(op, 0, ids if data.draw(st.integers(0, 3)) else None)
+
+    @rule(data=st.data(), ids=identities, session=st.sampled_from([0] + SESSION_IDS))
+    def as_someone(self, data: st.DataObject, ids: Any, session: int) -> None:
+        # Any operation on behalf of someone: the checks of every kind against every kind of identity.
+        path = self.pick_existing_or_any(data)
+        kind = data.draw(st.sampled_from(["create", "delete", "set", "check", "multi", "reap"]))
+        if kind == "create":
+            op: Any = self.make_create(data, ("" if path == "/" else path) + "/" + data.draw(st.sampled_from(NAMES)))
+        elif kind == "delete":
+            op = DeleteOp(path, self.pick_version(data, path))
+        elif kind == "set":
+            op = SetDataOp(path, data.draw(values), self.pick_version(data, path))
+        elif kind == "check":
+            op = CheckOp(path, self.pick_version(data, path))
+        elif kind == "multi":
+            op = MultiOp(tuple(self.make_sub_op(data) for _ in range(data.draw(st.integers(1, 3)))))
+        else:
+            op = DeleteContainerOp(path)  # reaping is no one's: never checked
+        self.run(op, session, ids)
+
+    @rule(data=st.data())
+    def malformed_authorized(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(["nested", "session", "list", "pair", "bytes"]))
+        op: Any = {
+            "nested": Authorized((SUPER,), Authorized((SUPER,), CheckOp("/"))),
+            "session": Authorized((SUPER,), CreateSessionOp(7, 1000, "x")),
+            "list": Authorized([SUPER], CheckOp("/")),  # type: ignore[arg-type]
+            "pair": Authorized((("digest",),), CheckOp("/")),  # type: ignore[arg-type]
+            "bytes": Authorized(((b"ip", b"10.1.2.3"),), CheckOp("/")),  # type: ignore[arg-type]
+        }[kind]
+        self.run(op)
+
+    @rule(data=st.data(), ids=identities)
+    def read_check(self, data: st.DataObject, ids: Any) -> None:
+        path = self.pick_existing_or_any(data)
+        if not valid(path):
+            expected: type[Exception] | None = BadArgumentsError
+        elif path not in self.model.nodes:
+            expected = NoNodeError
+        else:
+            expected = None if may(self.model.nodes[path].acl, R, ids) else NoAuthError
+        try:
+            self.tree.check_read(path, ids)
+            got: type[Exception] | None = None
+        except Exception as exc:  # noqa: BLE001 - the type is what is compared
+            got = type(exc)
+        assert got is expected, (path, ids, got, expected)
 
     @rule(data=st.data())
     def set_data(self, data: st.DataObject) -> None:
@@ -433,7 +709,7 @@ class TreeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), size=st.integers(1, 3))
     def multi_that_fails_at_the_end(self, data: st.DataObject, size: int) -> None:
         # Whatever the first operations did (deleting ephemerals, containers, TTL nodes ...) must be undone.
-        ops = []
+        ops: list[Any] = []
         for _ in range(size):
             path = self.pick_path(data, leaf=True)
             kind = data.draw(st.sampled_from(["delete", "delete", "set", "create"]))
@@ -462,8 +738,9 @@ class TreeMachine(RuleBasedStateMachine):
     def delete_container(self, data: st.DataObject) -> None:
         # Half the time a container or TTL node, reapable or not yet: the interesting refusals are there.
         special = sorted(p for p, n in self.model.nodes.items() if n.owner < 0)
-        if special and data.draw(st.booleans()):
-            path = data.draw(st.sampled_from(special))
+        pick_special: bool = data.draw(st.booleans())
+        if special and pick_special:
+            path: str = data.draw(st.sampled_from(special))
         else:
             path = self.pick_path(data)
         self.run(DeleteContainerOp(path))
@@ -487,9 +764,32 @@ class TreeMachine(RuleBasedStateMachine):
         restored = DataTree.restore(iter(chunks), max_data_bytes=MAX_DATA)
         assert restored.digest == self.tree.digest
         assert dump(restored) == dump(self.tree)
+        assert acls(restored) == acls(self.tree)
+        assert restored.acl_count() == self.tree.acl_count()
         assert restored.sessions() == self.tree.sessions()
         assert restored.last_zxid == self.tree.last_zxid
         self.tree = restored
+
+    @rule(data=st.data(), chunk=st.sampled_from([128, 300]))
+    def snapshot_while_the_tree_changes(self, data: st.DataObject, chunk: int) -> None:
+        # Copy-on-write: a stream opened before some changes restores the tree as it was when it was opened,
+        # ACLs included, and the changes rebuild nodes (with their ACLs) instead of touching what it reads.
+        before = (dump(self.tree), acls(self.tree), self.tree.digest)
+        stream = self.tree.snapshot_chunks(chunk)
+        first = next(stream)
+        for _ in range(data.draw(st.integers(1, 3))):
+            path = data.draw(st.sampled_from(sorted(self.model.nodes)))
+            kind = data.draw(st.sampled_from(["create", "set", "set_acl", "delete"]))
+            child = ("" if path == "/" else path) + "/" + data.draw(st.sampled_from(NAMES))
+            op: Any = {
+                "create": CreateOp(child),
+                "set": SetDataOp(path, b"cow"),
+                "set_acl": SetACLOp(path, data.draw(acl_choices)),
+                "delete": DeleteOp(path),
+            }[kind]
+            self.run(op, 0, (SUPER,) if data.draw(st.booleans()) else None)
+        restored = DataTree.restore([first, *stream], max_data_bytes=MAX_DATA)
+        assert (dump(restored), acls(restored), restored.digest) == before
 
     # -- invariants
 
@@ -502,6 +802,11 @@ class TreeMachine(RuleBasedStateMachine):
         assert self.tree.sessions() == self.model.sessions
         for sid in SESSION_IDS:
             assert self.tree.ephemerals(sid) == self.model.ephemerals(sid)
+
+    @invariant()
+    def acls_match_the_model(self) -> None:
+        assert acls(self.tree) == {path: n.acl for path, n in self.model.nodes.items()}
+        assert self.tree.acl_count() == sum(n.acl != OPEN for n in self.model.nodes.values())
 
     @invariant()
     def reap_candidates_match_the_model(self) -> None:

@@ -13,19 +13,24 @@ Versions:
 
 * 2: the base protocol of this release: founding, joining, presence, removal notices, member changes;
 * 3: the leader sends :class:`~embedzk.membership.messages.MemberStatus` to every member, so that
-  ``members()`` on any peer reports what the leader sees (reachability and lag).
+  ``members()`` on any peer reports what the leader sees (reachability and lag);
+* 4: ACLs: the transactions :class:`~embedzk.tree.txn.WithACL`, :class:`~embedzk.tree.txn.SetACLOp` and
+  :class:`~embedzk.tree.txn.Authorized`, and the ACL records of snapshots, which a peer of version 3 cannot decode;
+  until every member speaks 4, a request that needs them is refused (UnimplementedError saying why).
 """
 
 from __future__ import annotations
 
-__all__ = ["PROTOCOL_MAX", "PROTOCOL_MIN", "MEMBER_STATUS", "join_refusal", "check_range"]
+__all__ = ["ACLS", "PROTOCOL_MAX", "PROTOCOL_MIN", "MEMBER_STATUS", "join_refusal", "check_range"]
 
 #: The oldest protocol version this build speaks.
 PROTOCOL_MIN = 2
 #: The newest protocol version this build speaks.
-PROTOCOL_MAX = 3
+PROTOCOL_MAX = 4
 #: The version from which the leader broadcasts MemberStatus.
 MEMBER_STATUS = 3
+#: The version from which ACLs may be replicated.
+ACLS = 4
 
 
 def check_range(min_version: int, max_version: int) -> str | None:

@@ -57,9 +57,10 @@ from embedzk.errors import (
     MembershipError,
     OperationTimeoutError,
     SessionExpiredError,
+    UnimplementedError,
 )
 from embedzk.membership.identity import MemberRecord, user_id
-from embedzk.membership.versions import PROTOCOL_MIN
+from embedzk.membership.versions import ACLS, PROTOCOL_MIN
 from embedzk.model import KeeperState
 from embedzk.persist.base import SnapshotPart, Storage
 from embedzk.replica import snapshots as snapshot_jobs
@@ -84,13 +85,16 @@ from embedzk.settings import check_election
 from embedzk.tree import ApplyResult, DataTree, TreeEvent
 from embedzk.tree.datatree import TreeRestorer
 from embedzk.tree.txn import (
+    Authorized,
     CloseSessionOp,
     CreateOp,
     CreateSessionOp,
     DeleteContainerOp,
     MultiOp,
     Op,
+    SetACLOp,
     Txn,
+    WithACL,
 )
 
 log = logging.getLogger(__name__)
@@ -217,6 +221,9 @@ class Replica:
         #: The cluster's id and protocol version, as the applied log says.
         self.cluster_uuid = ""
         self.cluster_version = PROTOCOL_MIN
+        # Requests that need ACLs, waiting for the cluster to run a version that replicates them:
+        # (request id, op, timeout, session id, ids, deadline).
+        self._awaiting_acls: list[tuple[int, Op, float, int | None, tuple[tuple[str, str], ...], float]] = []
         #: Keys of members removed from the cluster (the newest REMOVED_KEYS of them), as the applied log says: a
         #: removed member never comes back under its key (a stale request of its own must not re-admit it).
         self.removed_keys: dict[str, None] = {}
@@ -403,6 +410,7 @@ class Replica:
         if self.membership.phase is not Phase.REMOVED:
             self._node.tick()  # a removed member takes no part in elections
         self._expire_requests()
+        self._release_awaiting_acls()
         self._ensure_session()
         self._retry_pending()
         self._ping_leader()
@@ -442,13 +450,35 @@ class Replica:
         else:
             log.warning("%s: dropping a message of unexpected type %s", self.id, type(msg).__name__)
 
-    def submit(self, request_id: int, op: Op, timeout: float, session_id: int | None = None) -> Completion | None:
+    def submit(
+        self,
+        request_id: int,
+        op: Op,
+        timeout: float,
+        session_id: int | None = None,
+        ids: tuple[tuple[str, str], ...] = (),
+    ) -> Completion | None:
         """Ask for ``op``; its :class:`Completion` comes out of :meth:`advance` once applied here.
 
-        Returns a completion at once if the request is invalid (BadArgumentsError) or needs a session this replica
-        does not have. ``request_id`` must be positive and unique among this replica's requests.
+        ``ids`` are the requester's identities, (scheme, id) pairs, for the ACL checks made when the operation is
+        applied; without any, only ACL entries for everyone grant anything. Returns a completion at once if the
+        request is invalid (BadArgumentsError, InvalidACLError), needs a session this replica does not have, or
+        needs ACLs while some member cannot replicate them (UnimplementedError). ``request_id`` must be positive and
+        unique among this replica's requests.
         """
         self._requests.check_id(request_id)
+        if ids and self.cluster_version >= ACLS and not isinstance(op, _SESSION_OPS):
+            op = Authorized(tuple(ids), op)
+        elif self.cluster_version < ACLS and _needs_acls(op):
+            # Not replicable yet: a new cluster raises its version once the leader has heard from every member
+            # (about a second after it forms), so the request waits for that, a little; a cluster that stays below
+            # (a member of an older release) refuses it then.
+            try:
+                self.tree.check_op(Authorized(tuple(ids), op) if ids else op)
+            except EmbedZKError as exc:
+                return Completion(request_id, error=exc)
+            self._awaiting_acls.append((request_id, op, timeout, session_id, ids, self._now + ACL_VERSION_WAIT))
+            return None
         try:
             self.tree.check_op(op)
         except EmbedZKError as exc:
@@ -464,6 +494,29 @@ class Replica:
         self._requests.add(pending)
         self._send_request(pending)
         return None
+
+    def _release_awaiting_acls(self) -> None:
+        """Submit the requests that waited for ACLs once the cluster runs the version that replicates them; refuse
+        those that waited too long."""
+        if not self._awaiting_acls:
+            return
+        waiting, self._awaiting_acls = self._awaiting_acls, []
+        for request_id, op, timeout, session_id, ids, deadline in waiting:
+            if self.cluster_version >= ACLS:
+                done = self.submit(request_id, op, timeout, session_id, ids)
+            elif self._now >= deadline:
+                done = Completion(
+                    request_id,
+                    error=UnimplementedError(
+                        f"ACLs need every member at protocol version {ACLS}; the cluster runs version "
+                        f"{self.cluster_version} (a member of an older release? a rolling upgrade in progress?)"
+                    ),
+                )
+            else:
+                self._awaiting_acls.append((request_id, op, timeout, session_id, ids, deadline))
+                continue
+            if done is not None:
+                self._requests.completed(done)
 
     def sync(self, request_id: int, timeout: float) -> None:
         """Ask for a linearizable read barrier: completes once every write committed before now is applied here."""
@@ -1144,11 +1197,29 @@ class _SeenRequests:
             self._ids = {i for i in self._ids if i > self._floor or i < 0}
 
 
+#: Seconds a request that needs ACLs waits for the cluster to run the protocol version that replicates them.
+ACL_VERSION_WAIT = 3.0
+
+# Operations no ACL governs: they carry no requester's identities.
+_SESSION_OPS = (CreateSessionOp, CloseSessionOp, DeleteContainerOp)
+
+
+def _needs_acls(op: Op) -> bool:
+    """Whether ``op`` is or holds a transaction that only peers of protocol version ACLS can decode."""
+    if isinstance(op, (WithACL, SetACLOp, Authorized)):
+        return True
+    return isinstance(op, MultiOp) and any(isinstance(sub, WithACL) for sub in op.ops)
+
+
 def _needs_session(op: Op) -> bool:
+    if isinstance(op, Authorized):
+        op = op.op
+    if isinstance(op, WithACL):
+        op = op.op
     if isinstance(op, CreateOp):
         return op.ephemeral
     if isinstance(op, MultiOp):
-        return any(isinstance(sub, CreateOp) and sub.ephemeral for sub in op.ops)
+        return any(_needs_session(sub) for sub in op.ops)
     return False
 
 

@@ -45,10 +45,11 @@ watches its standard input, a pipe from its parent, and stops once the pipe clos
 The data and the logs live under ``base_dir`` (by default a new temporary directory, removed by :meth:`close`
 and at exit; a directory given by the caller is left in place). The servers are configured as kazoo's harness
 configures ZooKeeper (``tickTime=2000``, ``maxClientCnxns=0``, every four-letter word answered, reconfig enabled:
-:data:`KAZOO_CLIENT_SETTINGS`); ``client_settings`` and ``peer_options`` change that.
+:data:`KAZOO_CLIENT_SETTINGS`, and its superuser: :data:`KAZOO_PEER_OPTIONS`); ``client_settings`` and
+``peer_options`` change that.
 
 Not offered (as of this version): TLS (``get_ssl_client_configuration()`` raises NotImplementedError), observers
-at start, and what the peers themselves do not serve (see docs/zookeeper.md: ACLs, read-only mode, SASL).
+at start, and what the peers themselves do not serve (see docs/zookeeper.md: read-only mode, SASL).
 
 The children are started as ``python -m embedzk.testing.zkcluster serve CONFIG_JSON``; that entry point is internal.
 """
@@ -88,6 +89,10 @@ KAZOO_CLIENT_SETTINGS: Mapping[str, Any] = {
     "four_letter_words": ["*"],
     "reconfig_enabled": True,
 }
+
+#: The peers' options kazoo's harness implies: its ZooKeeper servers take the superuser ``super`` with password
+#: ``test`` (``-Dzookeeper.DigestAuthenticationProvider.superDigest``).
+KAZOO_PEER_OPTIONS: Mapping[str, Any] = {"super_digest": "super:D/InIHSb7yEEbrWz8b9l71RjZJU="}
 
 # The exit status of a child whose Peer could not start (the reason is in its log).
 _START_FAILED = 3
@@ -188,7 +193,7 @@ class EmbedZKServer:
         self.peers = dict(peers)
         self.working_path = Path(working_path)
         self.client_settings = dict(KAZOO_CLIENT_SETTINGS if client_settings is None else client_settings)
-        self.peer_options = dict(peer_options or {})
+        self.peer_options = dict(KAZOO_PEER_OPTIONS if peer_options is None else peer_options)
         #: How long :meth:`run` waits for the client port to accept connections (seconds).
         self.start_timeout = start_timeout
         #: How long :meth:`stop` waits for a clean shutdown before it kills the process (seconds).

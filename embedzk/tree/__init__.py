@@ -2,12 +2,16 @@
 
 :class:`DataTree` applies :class:`Txn` transactions in log order and answers reads; :class:`ApplyResult` says
 what a transaction did and :class:`TreeEvent` what it triggers. The tree does no I/O and reads no clock.
-:class:`WatchRegistry` matches those events against the watches of one peer.
+:class:`WatchRegistry` matches those events against the watches of one peer. ACLs (:mod:`embedzk.tree.acl`) live
+in the tree, travel in the transactions (:class:`WithACL`, :class:`SetACLOp`, :class:`Authorized`) and are checked
+when a transaction is applied.
 """
 
+from embedzk.tree.acl import OPEN_ACL, SUPER, Perm
 from embedzk.tree.datatree import ApplyResult, DataTree, TreeEvent
 from embedzk.tree.paths import validate_path
 from embedzk.tree.txn import (
+    Authorized,
     CheckOp,
     CloseSessionOp,
     CreateOp,
@@ -15,13 +19,18 @@ from embedzk.tree.txn import (
     DeleteContainerOp,
     DeleteOp,
     MultiOp,
+    SetACLOp,
     SetDataOp,
     Txn,
+    WithACL,
 )
 from embedzk.tree.watches import WatchKind, WatchRegistry
 
 __all__ = [
+    "OPEN_ACL",
+    "SUPER",
     "ApplyResult",
+    "Authorized",
     "CheckOp",
     "CloseSessionOp",
     "CreateOp",
@@ -30,10 +39,13 @@ __all__ = [
     "DeleteContainerOp",
     "DeleteOp",
     "MultiOp",
+    "Perm",
+    "SetACLOp",
     "SetDataOp",
     "TreeEvent",
     "Txn",
     "WatchKind",
+    "WithACL",
     "WatchRegistry",
     "validate_path",
 ]

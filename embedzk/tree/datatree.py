@@ -17,6 +17,12 @@ global path index. ``num_children`` and ``data_length`` are derived. A Node's ``
 changed in place: a change builds a new Node (sharing the children dict) and stores it in its parent's dict, so a
 reader on another thread that fetched a Node always sees a consistent data/stat pair, and an undo log of replaced
 slots makes a failed multi roll back exactly.
+
+ACLs (:mod:`embedzk.tree.acl`): a node whose ACL is not OPEN_ACL is an :class:`AclNode`, a Node with one more slot,
+so that the nodes of a tree without ACLs cost what they cost before ACLs existed; every change that rebuilds a node
+rebuilds it with its ACL. The checks are ZooKeeper's (``PrepRequestProcessor``): made when the transaction is
+applied, against the identities an :class:`~embedzk.tree.txn.Authorized` carries, before anything changes, so every
+replica refuses the same transactions.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from embedzk.errors import (
     BadVersionError,
     DataInconsistencyError,
     DecodeError,
+    InvalidACLError,
+    NoAuthError,
     NoChildrenForEphemeralsError,
     NodeExistsError,
     NoNodeError,
@@ -46,9 +54,11 @@ from embedzk.errors import (
 )
 from embedzk.model import EventType, Stat
 from embedzk.tree import snapshot as _snapshot
-from embedzk.tree.digest import node_digest, node_digest_seeded, path_seed, session_digest
+from embedzk.tree.acl import OPEN_ACL, AclEntry, Identity, Perm, allowed, expand_auth, validate_acl
+from embedzk.tree.digest import acl_digest, node_digest, node_digest_seeded, path_seed, session_digest
 from embedzk.tree.paths import _BAD_CHAR, ROOT, split_path, validate_path
 from embedzk.tree.txn import (
+    Authorized,
     CheckOp,
     CloseSessionOp,
     CreateOp,
@@ -56,12 +66,15 @@ from embedzk.tree.txn import (
     DeleteContainerOp,
     DeleteOp,
     MultiOp,
+    SetACLOp,
     SetDataOp,
     Txn,
+    WithACL,
 )
 
 __all__ = [
     "CONTAINER_OWNER",
+    "AclNode",
     "MAX_SESSION_ID",
     "MAX_TTL",
     "META",
@@ -163,10 +176,44 @@ class Node:
 
     __slots__ = ("children", "data", "meta")
 
+    #: The node's ACL: None, which means OPEN_ACL, unless the node is an :class:`AclNode`. A class attribute, so
+    #: that it costs a plain node nothing.
+    acl: tuple[AclEntry, ...] | None = None
+
     def __init__(self, data: bytes, meta: bytes, children: dict[str, Node] | None) -> None:
         self.data = data
         self.meta = meta
         self.children = children
+
+
+class AclNode(Node):
+    """A znode with an ACL of its own: never OPEN_ACL (a node with that is a plain :class:`Node`), always in the
+    normal form of :func:`~embedzk.tree.acl.validate_acl` with no ``auth`` entry."""
+
+    __slots__ = ("acl",)
+
+    def __init__(
+        self, data: bytes, meta: bytes, children: dict[str, Node] | None, acl: tuple[AclEntry, ...]
+    ) -> None:
+        self.data = data
+        self.meta = meta
+        self.children = children
+        self.acl = acl
+
+
+def _new_node(data: bytes, meta: bytes, children: dict[str, Node] | None, acl: tuple[AclEntry, ...] | None) -> Node:
+    """A node with ``acl`` (None: OPEN_ACL), of the class that holds it."""
+    if acl is None:
+        return Node(data, meta, children)
+    return AclNode(data, meta, children, acl)
+
+
+def _rebuilt(node: Node, data: bytes, meta: bytes, children: dict[str, Node] | None) -> Node:
+    """``node`` with new data, stat or children and the same ACL: how every change keeps a node's ACL."""
+    acl = node.acl
+    if acl is None:
+        return Node(data, meta, children)
+    return AclNode(data, meta, children, acl)
 
 
 def _stat(node: Node) -> Stat:
@@ -198,12 +245,13 @@ class TreeEvent:
 class ApplyResult:
     """The outcome of applying one transaction.
 
-    ``value``: for create the created path; for set the new Stat; None for delete, check, createSession,
-    closeSession and deleteContainer. For a multi, a list with one entry per operation (create: the path, delete:
-    True, set: the Stat, check: True); when the multi failed, the list holds errors instead: RolledBackError for
-    the operations before the failing one, that operation's error, RuntimeInconsistencyError for the rest
-    (ZooKeeper's DataTree.processTxn). ``error``: the deterministic error (for a multi, the failing operation's),
-    None on success. ``events``: what the change triggers, in the order ZooKeeper triggers them; empty on failure.
+    ``value``: for create the created path; for set and setACL the new Stat; None for delete, check,
+    createSession, closeSession and deleteContainer. For a multi, a list with one entry per operation (create: the
+    path, delete: True, set: the Stat, check: True); when the multi failed, the list holds errors instead:
+    RolledBackError for the operations before the failing one, that operation's error, RuntimeInconsistencyError
+    for the rest (ZooKeeper's DataTree.processTxn). ``error``: the deterministic error (for a multi, the failing
+    operation's), None on success. ``events``: what the change triggers, in the order ZooKeeper triggers them; empty
+    on failure.
     """
 
     value: Any
@@ -215,7 +263,12 @@ class ApplyResult:
 # root), ``previous`` the Node that was there (None if there was none).
 _Undo = tuple[dict[str, Node] | None, str, str, Node | None]
 _Events = list[TreeEvent]
-_Handler = Callable[[Any, Txn, int, _Events, list[_Undo]], Any]
+_Ids = tuple[Identity, ...]
+# A handler gets the operation, its transaction, the zxid, the requester's identities, and where to put the events
+# and the undo records.
+_Handler = Callable[[Any, Txn, int, _Ids, _Events, list[_Undo]], Any]
+# What a failed transaction restores besides the slots: the digest, the node count and the count of ACL nodes.
+_Counters = tuple[int, int, int]
 
 _new_event = _fast_constructor(TreeEvent)
 _new_result = _fast_constructor(ApplyResult)
@@ -225,6 +278,16 @@ _CREATED = EventType.CREATED
 _DELETED = EventType.DELETED
 _CHANGED = EventType.CHANGED
 _CHILD = EventType.CHILD
+
+_READ = Perm.READ
+_WRITE = Perm.WRITE
+_CREATE = Perm.CREATE
+_DELETE = Perm.DELETE
+_ADMIN = Perm.ADMIN
+
+# Interned ACLs: many nodes usually share a few ACLs, and one tuple for each saves about 200 bytes a node. The pool
+# only shares equal immutable values, so what it holds never changes a result; past this size it starts afresh.
+_ACL_POOL_SIZE = 4096
 
 
 class DataTree:
@@ -243,6 +306,8 @@ class DataTree:
         self._root = Node(b"", _pack(0, 0, 0, 0, 0, 0, 0, 0, 0), None)
         self._digest = node_digest(ROOT, self._root.meta, self._root.data)
         self._count = 1
+        self._acl_nodes = 0
+        self._acl_pool: dict[tuple[AclEntry, ...], tuple[AclEntry, ...]] = {}
         self._last_zxid = 0
         self._sessions: dict[int, tuple[str, int]] = {}
         self._ephemerals: dict[int, set[str]] = {}
@@ -263,6 +328,8 @@ class DataTree:
             CreateSessionOp: self._create_session,
             CloseSessionOp: self._close_session,
             DeleteContainerOp: self._delete_container,
+            WithACL: self._create_with_acl,
+            SetACLOp: self._set_acl,
         }
 
     # -----------------------------------------------------------------------------------------------------------
@@ -309,6 +376,27 @@ class DataTree:
     def node_count(self) -> int:
         """How many znodes exist, ``"/"`` included."""
         return self._count
+
+    def get_acl(self, path: str) -> tuple[tuple[AclEntry, ...], Stat]:
+        """The ACL and Stat of ``path`` (OPEN_ACL for a node without one of its own); NoNodeError if it does not
+        exist. No permission is checked: ZooKeeper's getACL needs READ or ADMIN, which the caller decides."""
+        node = self._find(path)
+        if node is None:
+            self._raise_missing(path)
+        return node.acl or OPEN_ACL, _stat(node)
+
+    def check_read(self, path: str, ids: tuple[Identity, ...]) -> None:
+        """Raise NoNodeError if ``path`` does not exist, NoAuthError unless a requester with ``ids`` may read it
+        (READ, as ZooKeeper's getData, getChildren and exists with a node); for the reads served above the tree."""
+        node = self._find(path)
+        if node is None:
+            self._raise_missing(path)
+        if node.acl is not None and not allowed(node.acl, _READ, ids):
+            raise NoAuthError(f"NoAuth for {path}: no READ permission")
+
+    def acl_count(self) -> int:
+        """How many znodes hold an ACL other than OPEN_ACL; 0 lets a reader skip the checks altogether."""
+        return self._acl_nodes
 
     def sessions(self) -> dict[int, tuple[str, int]]:
         """The open sessions: session id -> (owner, timeout in ms); a copy."""
@@ -368,24 +456,66 @@ class DataTree:
     # validation before proposing
 
     def check_op(self, op: Any) -> None:
-        """Check an operation before it is proposed; raise BadArgumentsError saying what is wrong.
+        """Check an operation before it is proposed; raise BadArgumentsError or InvalidACLError saying what is wrong.
 
         Checks what does not depend on the tree's state: path syntax, value size, flag combinations, TTL range,
-        session id range, no nested multi. :meth:`apply` repeats these checks, so a transaction that skipped this
-        step still fails the same way on every replica.
+        session id range, no nested multi, the ACLs (an ``auth`` entry needs a digest identity among those of the
+        :class:`~embedzk.tree.txn.Authorized` around it: a bare operation is applied as asked by no one), the shape
+        of an Authorized. :meth:`apply` repeats these checks, so a transaction that skipped this step still fails
+        the same way on every replica.
         """
+        ids: _Ids = ()
+        if isinstance(op, Authorized):
+            ids = self._check_authorized(op)
+            op = op.op
+        self._check_plain(op, ids)
+
+    def _check_plain(self, op: Any, ids: _Ids) -> None:
         if isinstance(op, MultiOp):
             self._check_multi_shape(op)
             for index, sub in enumerate(op.ops):
                 try:
-                    self.check_op(sub)
+                    self._check_plain(sub, ids)
                 except BadArgumentsError as err:
                     raise BadArgumentsError(f"{_nth(index)} of the multi: {err}") from None
+                except InvalidACLError as err:
+                    raise InvalidACLError(f"{_nth(index)} of the multi: {err}") from None
+            return
+        if isinstance(op, (WithACL, SetACLOp)):
+            path = op.op.path if isinstance(op, WithACL) else op.path
+            expand_auth(self._check_acl_op(op), ids, path)
             return
         checker = _CHECKERS.get(type(op))
         if checker is None:
             raise BadArgumentsError(f"{type(op).__name__} is not a tree operation")
         checker(self, op)
+
+    @staticmethod
+    def _check_authorized(op: Authorized) -> _Ids:
+        """The identities of ``op``; BadArgumentsError unless they are a tuple of (str, str) tuples and ``op``
+        wraps an operation that may be wrapped (neither another Authorized nor a session operation)."""
+        ids = op.ids
+        if type(ids) is not tuple or not all(
+            type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in ids
+        ):
+            # Exact tuples: the checks look identities up by equality, and a list never equals a tuple.
+            raise BadArgumentsError("an Authorized's ids must be a tuple of (scheme, id) tuples of str")
+        if isinstance(op.op, Authorized):
+            raise BadArgumentsError("an Authorized may not hold another Authorized")
+        if isinstance(op.op, (CreateSessionOp, CloseSessionOp)):
+            raise BadArgumentsError(f"a {type(op.op).__name__} is not asked on anyone's behalf: no Authorized")
+        return ids
+
+    def _check_acl_op(self, op: WithACL | SetACLOp) -> tuple[AclEntry, ...]:
+        """Check a create with an ACL or a setACL as :meth:`check_op` does; the ACL in normal form."""
+        if isinstance(op, WithACL):
+            if not isinstance(op.op, CreateOp):
+                raise BadArgumentsError(f"a WithACL holds a CreateOp, not a {type(op.op).__name__}")
+            self._check_create(op.op)
+            return validate_acl(op.acl, op.op.path)
+        validate_path(op.path)
+        self._check_version(op.path, op.version)
+        return validate_acl(op.acl, op.path)
 
     @staticmethod
     def _check_multi_shape(op: MultiOp) -> None:
@@ -496,7 +626,7 @@ class DataTree:
             self._forget_dropped_streams()
         undo: list[_Undo] = []
         events: _Events = []
-        digest, count = self._digest, self._count
+        saved = (self._digest, self._count, self._acl_nodes)
         try:
             if not isinstance(txn, Txn):
                 raise BadArgumentsError(f"expected a Txn, got {type(txn).__name__}")
@@ -505,21 +635,27 @@ class DataTree:
             if type(txn.session_id) is not int:
                 raise BadArgumentsError(f"session_id {txn.session_id!r} is not an int")
             op = txn.op
+            ids: _Ids = ()
+            if type(op) is Authorized:
+                ids = self._check_authorized(op)
+                op = op.op
             if isinstance(op, MultiOp):
-                return self._multi(op, txn, zxid, undo, digest, count)
+                return self._multi(op, txn, zxid, ids, undo, saved)
             handler = self._handlers.get(type(op))
             if handler is None:
                 raise BadArgumentsError(f"{type(op).__name__} is not a tree operation")
-            value = handler(op, txn, zxid, events, undo)
+            value = handler(op, txn, zxid, ids, events, undo)
         except (ZnodeError, SessionExpiredError) as err:
-            self._rollback(undo, digest, count)
+            self._rollback(undo, saved)
             return _new_result(None, err, _NO_EVENTS)
         except BaseException:
-            self._rollback(undo, digest, count)  # a bug: leave the tree as it was, then let it surface
+            self._rollback(undo, saved)  # a bug: leave the tree as it was, then let it surface
             raise
         return _new_result(value, None, tuple(events))
 
-    def _multi(self, op: MultiOp, txn: Txn, zxid: int, undo: list[_Undo], digest: int, count: int) -> ApplyResult:
+    def _multi(
+        self, op: MultiOp, txn: Txn, zxid: int, ids: _Ids, undo: list[_Undo], saved: _Counters
+    ) -> ApplyResult:
         # All or nothing: each operation sees the effects of those before it (PrepRequestProcessor keeps them as
         # pending change records); on the first failure everything is undone and nothing is triggered.
         ops = op.ops
@@ -530,9 +666,9 @@ class DataTree:
         for index, sub in enumerate(ops):
             try:
                 handler = self._sub_handler(index, sub)
-                value = handler(sub, txn, zxid, events, undo)
+                value = handler(sub, txn, zxid, ids, events, undo)
             except (ZnodeError, SessionExpiredError) as err:
-                self._rollback(undo, digest, count)
+                self._rollback(undo, saved)
                 failed = f"{_nth(index)} failed: {type(err).__name__}: {err}"
                 results: list[Any] = [RolledBackError(f"rolled back, as {failed}") for _ in range(index)]
                 results.append(err)
@@ -551,7 +687,17 @@ class DataTree:
     # -- the operations. Each checks everything before its first change, so one that fails alone changes nothing;
     # -- the undo log is what makes a multi all or nothing (and leaves the tree intact should a bug raise).
 
-    def _create(self, op: CreateOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> str:
+    def _create(
+        self,
+        op: CreateOp,
+        txn: Txn,
+        zxid: int,
+        ids: _Ids,
+        events: _Events,
+        undo: list[_Undo],
+        requested_acl: Any = None,
+    ) -> str:
+        # requested_acl: a WithACL's ACL as asked for, None for a plain create (OPEN_ACL).
         self._check_create(op)
         if op.ephemeral:
             owner = txn.session_id
@@ -564,6 +710,9 @@ class DataTree:
         else:
             owner = 0
         path = op.path
+        # PrepRequestProcessor.pRequest2TxnCreate: fixupACL (InvalidACL) before the parent is looked up (NoNode),
+        # then CREATE on the parent (NoAuth), then NodeExists and NoChildrenForEphemerals.
+        acl = None if requested_acl is None else self._stored_acl(validate_acl(requested_acl, path), path, ids)
         if path == ROOT and not op.sequential:
             raise NodeExistsError("NodeExists for /")
         parent_path, name = split_path(path)
@@ -571,7 +720,9 @@ class DataTree:
         if chain is None:
             if not op.makepath:
                 raise NoNodeError(f"NoNode for {path}: parent {parent_path} does not exist")
-            chain = self._make_ancestors(parent_path, txn.time_ms, zxid, events, undo)
+            chain = self._make_ancestors(parent_path, txn.time_ms, zxid, ids, acl, events, undo)
+        elif chain[-1].acl is not None:
+            self._require(chain[-1], _CREATE, ids, path, parent_path)
         parent = chain[-1]
         parent_fields = _unpack(parent.meta)
         if op.sequential:
@@ -586,18 +737,62 @@ class DataTree:
         if parent_fields[_EPHEMERAL_OWNER] > 0:  # EphemeralType.NORMAL: only plain ephemerals refuse children
             raise NoChildrenForEphemeralsError(f"NoChildrenForEphemerals for {path}")
         time_ms = txn.time_ms
-        child = Node(op.data, _pack(zxid, zxid, zxid, time_ms, time_ms, 0, 0, 0, owner), None)
+        meta = _pack(zxid, zxid, zxid, time_ms, time_ms, 0, 0, 0, owner)
+        child = Node(op.data, meta, None) if acl is None else AclNode(op.data, meta, None, acl)
         self._attach(chain, parent_path, parent_fields, name, path, child, zxid, undo)
         events.append(_new_event(_CREATED, path))
         events.append(_new_event(_CHILD, parent_path))
         return path
 
+    def _create_with_acl(
+        self, op: WithACL, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]
+    ) -> str:
+        if not isinstance(op.op, CreateOp):
+            raise BadArgumentsError(f"a WithACL holds a CreateOp, not a {type(op.op).__name__}")
+        return self._create(op.op, txn, zxid, ids, events, undo, op.acl)
+
+    def _stored_acl(self, valid: tuple[AclEntry, ...], path: str, ids: _Ids) -> tuple[AclEntry, ...] | None:
+        """What a node asked to have the ACL ``valid`` (validated) holds: its ``auth`` entries expanded for ``ids``
+        (InvalidACLError naming ``path`` if one cannot be), interned; None if that is OPEN_ACL."""
+        acl = expand_auth(valid, ids, path)
+        if acl == OPEN_ACL:
+            return None
+        pool = self._acl_pool
+        pooled = pool.get(acl)
+        if pooled is not None:
+            return pooled
+        if len(pool) >= _ACL_POOL_SIZE:
+            pool.clear()
+        pool[acl] = acl
+        return acl
+
+    @staticmethod
+    def _require(node: Node, perm: Perm, ids: _Ids, path: str, node_path: str) -> None:
+        """NoAuthError for an operation on ``path`` unless ``ids`` hold ``perm`` on ``node`` (at ``node_path``).
+
+        The busy paths (create, set, delete, check) test ``node.acl`` before they call this: a node without an ACL
+        of its own, by far the most common, then costs no call.
+        """
+        acl = node.acl
+        if acl is not None and not allowed(acl, perm, ids):
+            what = "" if node_path == path else f" on {node_path}"
+            raise NoAuthError(f"NoAuth for {path}: no {perm.name} permission{what}")
+
     def _make_ancestors(
-        self, parent_path: str, time_ms: int, zxid: int, events: _Events, undo: list[_Undo]
+        self,
+        parent_path: str,
+        time_ms: int,
+        zxid: int,
+        ids: _Ids,
+        acl: tuple[AclEntry, ...] | None,
+        events: _Events,
+        undo: list[_Undo],
     ) -> list[Node]:
         # kazoo's makepath, done inside the transaction: each missing ancestor is an ordinary persistent create,
-        # with its own events and its own bump of its parent's cversion.
+        # with its own events and its own bump of its parent's cversion, and the ACL of the node asked for. Only
+        # the deepest existing ancestor is checked for CREATE: the others are created by this very transaction.
         streams = self._copying
+        checked = False
         chain = [self._thawed(None, ROOT, self._root) if streams else self._root]
         path = ""
         for name in parent_path.split("/")[1:]:
@@ -609,24 +804,35 @@ class DataTree:
             if child is not None and streams:
                 child = self._thawed(children, name, child)
             if child is None:
+                if not checked:
+                    self._require(node, _CREATE, ids, path, node_path)
+                    checked = True
                 fields = _unpack(node.meta)
                 if fields[_EPHEMERAL_OWNER] > 0:
                     raise NoChildrenForEphemeralsError(f"NoChildrenForEphemerals for {path}")
-                child = Node(b"", _pack(zxid, zxid, zxid, time_ms, time_ms, 0, 0, 0, 0), None)
+                child = _new_node(b"", _pack(zxid, zxid, zxid, time_ms, time_ms, 0, 0, 0, 0), None, acl)
                 self._attach(chain, node_path, fields, name, path, child, zxid, undo)
                 events.append(_new_event(_CREATED, path))
                 events.append(_new_event(_CHILD, node_path))
             chain.append(child)
         return chain
 
-    def _delete(self, op: DeleteOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> None:
+    def _delete(self, op: DeleteOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]) -> None:
         self._check_delete(op)
         path = op.path
         chain = self._chain(path)
+        # PrepRequestProcessor.pRequest2TxnDelete checks DELETE on the parent before it looks for the node: one who
+        # may not delete there learns nothing of what exists there.
         if chain is None:
+            parent_path = split_path(path)[0]
+            parent = self._find(parent_path)
+            if parent is not None:
+                self._require(parent, _DELETE, ids, path, parent_path)
             raise NoNodeError(f"NoNode for {path}")
+        if chain[-2].acl is not None:
+            self._require(chain[-2], _DELETE, ids, path, split_path(path)[0])
         node = chain[-1]
-        # PrepRequestProcessor's order: NoNode, then BadVersion, then NotEmpty.
+        # PrepRequestProcessor's order: NoNode (parent), NoAuth, NoNode, then BadVersion, then NotEmpty.
         version = _unpack(node.meta)[_VERSION]
         if op.version != -1 and op.version != version:
             raise BadVersionError(f"BadVersion for {path}: expected {op.version}, the node is at {version}")
@@ -634,40 +840,48 @@ class DataTree:
             raise NotEmptyError(f"Directory not empty for {path}")
         self._detach(chain, path, zxid, events, undo)
 
-    def _set_data(self, op: SetDataOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> Stat:
+    def _set_data(self, op: SetDataOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]) -> Stat:
         self._check_set(op)
         path = op.path
         chain = self._chain(path)
         if chain is None:
             raise NoNodeError(f"NoNode for {path}")
         node = chain[-1]
+        if node.acl is not None:
+            self._require(node, _WRITE, ids, path, path)
         f = _unpack(node.meta)
         if op.version != -1 and op.version != f[_VERSION]:
             raise BadVersionError(f"BadVersion for {path}: expected {op.version}, the node is at {f[_VERSION]}")
         # DataTree.setData: new data, mzxid, mtime and version; pzxid and the children are untouched.
         meta = _pack(f[0], zxid, f[2], f[3], txn.time_ms, _int32_inc(f[_VERSION]), f[6], f[7], f[8])
-        new = Node(op.data, meta, node.children)
+        new = Node(op.data, meta, node.children) if node.acl is None else _rebuilt(node, op.data, meta, node.children)
         self._replace(chain, path, new, undo)
         events.append(_new_event(_CHANGED, path))
         return _stat(new)
 
-    def _check(self, op: CheckOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> None:
+    def _check(self, op: CheckOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]) -> None:
         self._check_check(op)
         node = self._find(op.path)
         if node is None:
             raise NoNodeError(f"NoNode for {op.path}")
+        if node.acl is not None:
+            self._require(node, _READ, ids, op.path, op.path)
         version = _unpack(node.meta)[_VERSION]
         if op.version != -1 and op.version != version:
             raise BadVersionError(f"BadVersion for {op.path}: expected {op.version}, the node is at {version}")
 
-    def _create_session(self, op: CreateSessionOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> None:
+    def _create_session(
+        self, op: CreateSessionOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]
+    ) -> None:
         self._check_create_session(op)
         if op.session_id in self._sessions:
             raise BadArgumentsError(f"session {op.session_id:#x} is already open")
         self._sessions[op.session_id] = (op.owner, op.timeout_ms)
         self._digest += session_digest(op.session_id, op.owner, op.timeout_ms)
 
-    def _close_session(self, op: CloseSessionOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> None:
+    def _close_session(
+        self, op: CloseSessionOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]
+    ) -> None:
         self._check_close_session(op)
         sid = op.session_id
         session = self._sessions.get(sid)
@@ -684,7 +898,10 @@ class DataTree:
         del self._sessions[sid]
         self._digest -= session_digest(sid, session[0], session[1])
 
-    def _delete_container(self, op: DeleteContainerOp, txn: Txn, zxid: int, events: _Events, undo: list[_Undo]) -> None:
+    def _delete_container(
+        self, op: DeleteContainerOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]
+    ) -> None:
+        # The leader reaps for no one: like ZooKeeper's ContainerManager, with no ACL check.
         self._check_delete_container(op)
         path = op.path
         chain = self._chain(path)
@@ -708,6 +925,33 @@ class DataTree:
             if not txn.time_ms - f[_MTIME] > ttl:
                 raise BadArgumentsError(f"deleteContainer {path}: the TTL of {ttl} ms has not expired")
         self._detach(chain, path, zxid, events, undo)
+
+    def _set_acl(self, op: SetACLOp, txn: Txn, zxid: int, ids: _Ids, events: _Events, undo: list[_Undo]) -> Stat:
+        # PrepRequestProcessor's setACL: fixupACL (InvalidACL), NoNode, ADMIN on the node (NoAuth), then the ACL
+        # version (BadVersion). DataTree.setACL changes the ACL and aversion alone, and triggers no watch.
+        path = op.path
+        acl = self._stored_acl(self._check_acl_op(op), path, ids)  # the arguments' checks, then fixupACL
+        chain = self._chain(path)
+        if chain is None:
+            raise NoNodeError(f"NoNode for {path}")
+        node = chain[-1]
+        self._require(node, _ADMIN, ids, path, path)
+        f = _unpack(node.meta)
+        if op.version != -1 and op.version != f[_AVERSION]:
+            raise BadVersionError(
+                f"BadVersion for {path}: expected ACL version {op.version}, the node is at {f[_AVERSION]}"
+            )
+        meta = _pack(f[0], f[1], f[2], f[3], f[4], f[5], f[6], _int32_inc(f[_AVERSION]), f[8])
+        new = _new_node(node.data, meta, node.children, acl)
+        self._replace(chain, path, new, undo)
+        self._digest += self._acl_term(path, acl) - self._acl_term(path, node.acl)
+        self._acl_nodes += (acl is not None) - (node.acl is not None)
+        return _stat(new)
+
+    @staticmethod
+    def _acl_term(path: str, acl: tuple[AclEntry, ...] | None) -> int:
+        """The digest term of a node's ACL: none for OPEN_ACL, so trees without ACLs keep their digest."""
+        return 0 if acl is None else acl_digest(path, acl)
 
     # -- the primitives: every structural change goes through them, and each one logs what it replaced.
 
@@ -754,7 +998,7 @@ class DataTree:
         # what a stream reads, so even if it dies and its id is reused, the reuse is by a dict made later still.
         copy = dict(children)
         self._fresh.add(id(copy))
-        new = Node(node.data, node.meta, copy)
+        new = _rebuilt(node, node.data, node.meta, copy)
         if holder is None:
             self._root = new
         else:
@@ -804,10 +1048,16 @@ class DataTree:
             if self._copying:
                 self._fresh.add(id(children))
         meta = _pack(f[0], f[1], zxid, f[3], f[4], f[5], _int32_inc(f[_CVERSION]), f[7], f[8])
-        self._replace(chain, parent_path, Node(parent.data, meta, children), undo)
+        if parent.acl is None:  # the common case without a call
+            self._replace(chain, parent_path, Node(parent.data, meta, children), undo)
+        else:
+            self._replace(chain, parent_path, _rebuilt(parent, parent.data, meta, children), undo)
         self._store(children, name, path, child, undo)
         self._count += 1
         self._digest += node_digest(path, child.meta, child.data)
+        if child.acl is not None:
+            self._digest += acl_digest(path, child.acl)
+            self._acl_nodes += 1
         self._index_add(path, child)
 
     def _detach(self, chain: list[Node], path: str, zxid: int, events: _Events, undo: list[_Undo]) -> None:
@@ -825,10 +1075,16 @@ class DataTree:
         self._store(children, name, path, None, undo)
         self._count -= 1
         self._digest -= node_digest(path, node.meta, node.data)
+        if node.acl is not None:
+            self._digest -= acl_digest(path, node.acl)
+            self._acl_nodes -= 1
         self._index_remove(path, node)
         f = _unpack(parent.meta)
         meta = _pack(f[0], f[1], zxid, f[3], f[4], f[5], f[6], f[7], f[8])
-        self._replace(chain, parent_path, Node(parent.data, meta, children or None), undo)
+        if parent.acl is None:  # the common case without a call
+            self._replace(chain, parent_path, Node(parent.data, meta, children or None), undo)
+        else:
+            self._replace(chain, parent_path, _rebuilt(parent, parent.data, meta, children or None), undo)
         events.append(_new_event(_DELETED, path))
         events.append(_new_event(_CHILD, parent_path))
 
@@ -854,7 +1110,7 @@ class DataTree:
         elif owner < 0:
             self._ttls.discard(path)
 
-    def _rollback(self, undo: list[_Undo], digest: int, count: int) -> None:
+    def _rollback(self, undo: list[_Undo], saved: _Counters) -> None:
         """Undo the slot changes of a failed transaction, newest first, and restore the counters."""
         for holder, name, path, previous in reversed(undo):
             if holder is None:
@@ -870,7 +1126,7 @@ class DataTree:
                 if current is None:
                     self._index_add(path, previous)
         undo.clear()
-        self._digest, self._count = digest, count
+        self._digest, self._count, self._acl_nodes = saved
 
     # -----------------------------------------------------------------------------------------------------------
     # snapshots
@@ -973,8 +1229,12 @@ class TreeRestorer:
 
 def _node_records(root: Node) -> Iterator[_snapshot.NodeRecord]:
     """Every node under (and including) ``root`` as (path, data, czxid, mzxid, pzxid, ctime, mtime, version,
-    cversion, aversion, owner), in pre-order; it walks only dicts that copy-on-write keeps unchanged."""
-    yield (ROOT, root.data, *_unpack(root.meta))
+    cversion, aversion, owner), followed by its ACL if it has one of its own, in pre-order; it walks only dicts
+    that copy-on-write keeps unchanged."""
+    if root.acl is None:
+        yield (ROOT, root.data, *_unpack(root.meta))
+    else:
+        yield (ROOT, root.data, *_unpack(root.meta), root.acl)
     stack: list[tuple[str, Iterator[tuple[str, Node]]]] = []
     if root.children:
         stack.append(("", iter(root.children.items())))
@@ -983,7 +1243,10 @@ def _node_records(root: Node) -> Iterator[_snapshot.NodeRecord]:
         prefix, items = stack[-1]
         for name, node in items:
             path = prefix + "/" + name
-            yield (path, node.data, *unpack(node.meta))
+            if node.acl is None:
+                yield (path, node.data, *unpack(node.meta))
+            else:
+                yield (path, node.data, *unpack(node.meta), node.acl)
             if node.children:
                 stack.append((path, iter(node.children.items())))
                 break
@@ -1104,11 +1367,15 @@ class _Loader:
         # The previous node, if it may have children: pushed on the stack only once it turns out to have some.
         prev_path, prev_node = self.prev_path, self.prev_node
         for record, meta in zip(batch.records, batch.metas):
-            path, data, czxid, mzxid, pzxid, _ctime, _mtime, _version, _cversion, aversion, owner = record
+            if len(record) != _PLAIN_RECORD:  # a node with an ACL: rare, and _node checks it
+                self.prev_path, self.prev_node = prev_path, prev_node
+                self._node(record, meta)
+                prev_path, prev_node = self.prev_path, self.prev_node
+                continue
+            path, data, czxid, mzxid, pzxid, _ctime, _mtime, _version, _cversion, _aversion, owner = record
             parent_path, slash, name = path.rpartition("/")
             if (
                 owner
-                or aversion
                 or not slash
                 or not (0 <= czxid <= last_zxid and 0 <= mzxid <= last_zxid and 0 <= pzxid <= last_zxid)
                 or len(data) > max_bytes
@@ -1145,7 +1412,7 @@ class _Loader:
 
     def _node(self, record: _snapshot.NodeRecord, meta: bytes) -> None:
         path, data = record[0], record[1]
-        fields = record[2:]
+        fields = record[2:_PLAIN_RECORD]
         tree = self.tree
         assert self.header is not None  # read_snapshot yields the header first
         try:
@@ -1160,14 +1427,13 @@ class _Loader:
         for name, index in (("czxid", _CZXID), ("mzxid", _MZXID), ("pzxid", _PZXID)):
             if not 0 <= fields[index] <= last:
                 raise DataInconsistencyError(f"snapshot: {path} has {name} {fields[index]} beyond last_zxid {last}")
-        if fields[_AVERSION] != 0:
-            raise DataInconsistencyError(f"snapshot: {path} has aversion {fields[_AVERSION]}, ACLs never change")
         owner = fields[_EPHEMERAL_OWNER]
         if owner > 0 and owner not in tree._sessions:
             raise DataInconsistencyError(f"snapshot: ephemeral {path} belongs to session {owner:#x}, not open")
         if owner < 0 and owner != CONTAINER_OWNER and not ttl_of(owner):
             raise DataInconsistencyError(f"snapshot: {path} has an invalid ephemeral owner {owner:#x}")
-        node = Node(data, meta, None)
+        acl = self._acl(path, record[_PLAIN_RECORD]) if len(record) > _PLAIN_RECORD else None
+        node = _new_node(data, meta, None, acl)
         if path == ROOT:
             if self.saw_root:
                 raise DataInconsistencyError("snapshot: the root appears twice")
@@ -1196,6 +1462,26 @@ class _Loader:
             self._follow(parent_path, parent, path, node if owner <= 0 else None)
         tree._count += 1
         tree._digest += node_digest(path, node.meta, data)
+        if acl is not None:
+            tree._digest += acl_digest(path, acl)
+            tree._acl_nodes += 1
+
+    def _acl(self, path: str, acl: tuple[AclEntry, ...]) -> tuple[AclEntry, ...]:
+        """The ACL a snapshot gives ``path``, interned, once it is one the tree could hold: valid, in normal form,
+        with no ``auth`` entry, not OPEN_ACL (which is never written)."""
+        try:
+            valid = validate_acl(acl, path)
+        except InvalidACLError as err:
+            raise DataInconsistencyError(f"snapshot: {path} has an invalid ACL: {err}") from None
+        if valid != acl:
+            raise DataInconsistencyError(f"snapshot: the ACL of {path} has duplicate entries")
+        if any(scheme == "auth" for _, scheme, _ in acl):
+            raise DataInconsistencyError(f"snapshot: the ACL of {path} has an auth entry, which is never stored")
+        if acl == OPEN_ACL:
+            raise DataInconsistencyError(f"snapshot: {path} has OPEN_ACL written out, which is never stored")
+        stored = self.tree._stored_acl(acl, path, ())
+        assert stored is not None  # not OPEN_ACL, checked above
+        return stored
 
     def _follow(self, parent_path: str, parent: Node, path: str, node: Node | None) -> None:
         """Where :meth:`_nodes` looks for the next record's parent: ``node`` (at ``path``; None for an ephemeral,
@@ -1236,7 +1522,9 @@ class _Loader:
             )
 
 
-_SUB_OPS = frozenset({CreateOp, DeleteOp, SetDataOp, CheckOp})
+_SUB_OPS = frozenset({CreateOp, DeleteOp, SetDataOp, CheckOp, WithACL})
+#: The length of the record of a node without an ACL; a node with one has its ACL as one more field.
+_PLAIN_RECORD = 11
 #: Names that no znode may have (PathUtils: an empty, "." or ".." segment).
 _ODD_NAMES = frozenset({"", ".", ".."})
 

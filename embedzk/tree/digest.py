@@ -11,25 +11,38 @@ little-endian) and the path is UTF-8. Open sessions contribute too, so a replica
 even before the session's ephemerals matter. Unlike ZooKeeper the root node is included (ZooKeeper skips ``"/"``
 only because it also stores the root under ``""``).
 
+A node that holds an ACL of its own (anything but OPEN_ACL, see :mod:`embedzk.tree.acl`) contributes that ACL as one
+more term; a node without one contributes nothing more, so a tree without ACLs has exactly the digest it had before
+ACLs existed (peers of both kinds compare digests during a rolling upgrade).
+
 Exact formulas (stable: snapshots store the digest and restore checks it):
 
 * node: ``crc32(data, crc32(meta, crc32(path.encode("utf-8"))))``
 * session: ``crc32(owner.encode("utf-8"), crc32(SESSION_TAG + pack("<qq", session_id, timeout_ms)))``
+* ACL of a node: ``crc`` starts as ``crc32(ACL_TAG, crc32(path.encode("utf-8")))``; then, for each entry
+  ``(perms, scheme, id)`` in the ACL's order, with ``s = scheme.encode("utf-8")`` and ``i = id.encode("utf-8")``:
+  ``crc = crc32(i, crc32(s, crc32(pack("<iII", perms, len(s), len(i)), crc)))``; the contribution is the final
+  ``crc``. The lengths keep ``("ab", "c")`` and ``("a", "bc")`` apart.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 
-__all__ = ["SESSION_TAG", "node_digest", "node_digest_seeded", "path_seed", "session_digest"]
+__all__ = ["ACL_TAG", "SESSION_TAG", "acl_digest", "node_digest", "node_digest_seeded", "path_seed", "session_digest"]
 
 _crc32 = zlib.crc32
 
 #: Prefixed to a session's record so that it can never collide with a node's (a node's path starts with "/").
 SESSION_TAG = b"\x00session\x00"
 
+#: Follows the path in a node's ACL term, so that it differs from the node's own term for the same path.
+ACL_TAG = b"\x00acl\x00"
+
 _SESSION = struct.Struct("<qq")
+_ACL_ENTRY = struct.Struct("<iII")
 
 
 def node_digest(path: str, meta: bytes, data: bytes) -> int:
@@ -50,3 +63,13 @@ def node_digest_seeded(seed: int, meta: bytes, data: bytes) -> int:
 def session_digest(session_id: int, owner: str, timeout_ms: int) -> int:
     """The contribution of one open session to the tree digest."""
     return _crc32(owner.encode("utf-8"), _crc32(SESSION_TAG + _SESSION.pack(session_id, timeout_ms)))
+
+
+def acl_digest(path: str, acl: Iterable[tuple[int, str, str]]) -> int:
+    """The contribution of the ACL of the node at ``path`` to the tree digest; only for a node that holds one."""
+    crc = _crc32(ACL_TAG, _crc32(path.encode("utf-8")))
+    for perms, scheme, ident in acl:
+        s = scheme.encode("utf-8")
+        i = ident.encode("utf-8")
+        crc = _crc32(i, _crc32(s, _crc32(_ACL_ENTRY.pack(perms, len(s), len(i)), crc)))
+    return crc

@@ -6,7 +6,8 @@ A snapshot is a sequence of codec messages (tags 10-13), one per chunk::
     SnapshotSessions *             open sessions: [session_id, owner, timeout_ms] records
     SnapshotNodes *                every znode in pre-order (a parent before its children):
                                    [path, data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion,
-                                    ephemeral_owner] records
+                                    ephemeral_owner] records, and for a node with an ACL of its own the same
+                                   record with a twelfth field, the ACL: [[perms, scheme, id], ...]
     SnapshotTrailer                node count, session count, digest, last_zxid
 
 The records of a chunk travel as one CBOR array inside a ``bytes`` field, so that encoding and decoding a million
@@ -15,6 +16,11 @@ nodes stays in cbor2's C code; each record is encoded once, which also gives its
 most ``max_chunk_bytes`` long, except that a single node whose record is larger gets a chunk of its own. The
 trailer lets a reader tell a complete snapshot from a truncated one, and its digest lets the tree check that what
 it rebuilt is what was saved.
+
+The ACL field came with ACLs, without a new format version: it is written only for a node whose ACL is not
+OPEN_ACL, so the snapshot of a tree without ACLs is byte for byte what it was before, and a reader that predates
+ACLs reads it. Such a reader refuses a snapshot with an ACL record (a node record of 12 fields), as it should: it
+could not keep what that snapshot holds.
 
 This module knows the format only; :meth:`embedzk.tree.datatree.DataTree.restore` decides whether the records
 describe a possible tree. Errors here are :class:`~embedzk.errors.DecodeError`.
@@ -53,7 +59,8 @@ FORMAT_VERSION = 1
 #: The smallest chunk bound accepted: room for the header, the trailer and a small record.
 MIN_CHUNK_BYTES = 128
 
-#: (path, data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeral_owner)
+#: (path, data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeral_owner), and, for a node
+#: with an ACL of its own, that ACL: a tuple of (perms, scheme, id) tuples
 NodeRecord = tuple[Any, ...]
 #: (session_id, owner, timeout_ms)
 SessionRecord = tuple[int, str, int]
@@ -68,6 +75,8 @@ _INT32 = (-(1 << 31), (1 << 31) - 1)
 _NODE_INT_RANGES = (_INT64, _INT64, _INT64, _INT64, _INT64, _INT32, _INT32, _INT32, _INT64)
 _NODE_FIELDS = 2 + len(_NODE_INT_RANGES)
 _NODE_TYPES = (str, bytes) + (int,) * len(_NODE_INT_RANGES)
+#: The ACL entry types, checked here; whether the values make an ACL is the tree's to say.
+_ACL_ENTRY_TYPES = (int, str, str)
 #: The stat of a node record packed as the tree keeps it: its field widths are exactly _NODE_INT_RANGES.
 _STAT = struct.Struct("<qqqqqiiiq")
 
@@ -124,6 +133,7 @@ class NodeBatch:
 
     ``metas`` holds, for each record, its nine stat fields packed as the tree keeps them
     (:data:`embedzk.tree.datatree.META`): packing is how the ranges are checked, so the work is not done twice.
+    A record with an ACL holds it as a tuple of (int, str, str) tuples.
     """
 
     records: list[NodeRecord]
@@ -245,36 +255,51 @@ def _int_in(value: Any, bounds: tuple[int, int]) -> bool:
 
 def _node_batch(records: list[Any], index: int) -> NodeBatch:
     # The fast path checks a whole record's types at once (exact types: a bool is not an int here) and its ranges
-    # by packing; any record it refuses goes through _node, which says what is wrong with it.
+    # by packing; any record it refuses goes through _node, which says what is wrong with it, or, being a record
+    # with an ACL (rare), is converted there.
     pack = _STAT.pack
     metas: list[bytes] = []
     append = metas.append
     try:
-        for raw in records:
+        for position, raw in enumerate(records):
             if type(raw) is not list or tuple(map(type, raw)) != _NODE_TYPES:
-                raise _Refused
+                record = _node(raw, index)
+                records[position] = record
+                append(pack(*record[2:_NODE_FIELDS]))
+                continue
             append(pack(*raw[2:]))
-    except (_Refused, struct.error):
+    except struct.error:
         for raw in records:
             _node(raw, index)
         raise AssertionError("a node record was refused without a reason") from None  # pragma: no cover
     return NodeBatch(records, metas)
 
 
-class _Refused(Exception):
-    pass
-
-
 def _node(raw: Any, index: int) -> NodeRecord:
-    if type(raw) is not list or len(raw) != _NODE_FIELDS:
-        raise DecodeError(f"snapshot chunk {index}: a node record must be an array of {_NODE_FIELDS}")
+    """A node record checked field by field: DecodeError saying what is wrong, or the record (its ACL, if any, as
+    a tuple of tuples)."""
+    if type(raw) is not list or len(raw) not in (_NODE_FIELDS, _NODE_FIELDS + 1):
+        raise DecodeError(
+            f"snapshot chunk {index}: a node record must be an array of {_NODE_FIELDS} ({_NODE_FIELDS + 1} with an ACL)"
+        )
     path, data = raw[0], raw[1]
     if type(path) is not str or type(data) is not bytes:
         raise DecodeError(f"snapshot chunk {index}: a node record starts with a text path and a byte string")
-    for value, bounds in zip(raw[2:], _NODE_INT_RANGES):
+    for value, bounds in zip(raw[2:_NODE_FIELDS], _NODE_INT_RANGES):
         if not _int_in(value, bounds):
             raise DecodeError(f"snapshot chunk {index}: node {path!r} has a stat field {value!r} out of range")
-    return tuple(raw)
+    if len(raw) == _NODE_FIELDS:
+        return tuple(raw)
+    return (*raw[:_NODE_FIELDS], _acl(raw[_NODE_FIELDS], path, index))
+
+
+def _acl(raw: Any, path: str, index: int) -> tuple[tuple[int, str, str], ...]:
+    """The ACL field of ``path``'s record as tuples, once it is an array of [int, text, text] arrays."""
+    if type(raw) is not list or not all(
+        type(entry) is list and tuple(map(type, entry)) == _ACL_ENTRY_TYPES for entry in raw
+    ):
+        raise DecodeError(f"snapshot chunk {index}: the ACL of node {path!r} is not an array of [perms, scheme, id]")
+    return tuple((entry[0], entry[1], entry[2]) for entry in raw)
 
 
 def _session(raw: Any, index: int) -> SessionRecord:

@@ -3,6 +3,14 @@
 A transaction is decided by the leader: everything that is not a pure function of the log (the time, the session
 id of a new session, the decision to reap a container) is written into it. Conditions (versions, existence) are
 evaluated when it is applied, identically on every replica.
+
+ACLs travel in the transactions too (:class:`WithACL`, :class:`SetACLOp`), and so do the identities the ACL checks
+are made against (:class:`Authorized`): the peer that serves a client vouches for who it is, and every replica then
+decides the same way whether the client may do what it asks. An ACL here is a tuple of ``(perms, scheme, id)``
+entries (see :mod:`embedzk.tree.acl`).
+
+Tags are the wire format and never move: 1-9 here, 10-13 the snapshot's messages (:mod:`embedzk.tree.snapshot`),
+14-16 the ACL transactions.
 """
 
 from __future__ import annotations
@@ -61,7 +69,17 @@ class CheckOp:
     version: int = -1
 
 
-SubOp = Union[CreateOp, DeleteOp, SetDataOp, CheckOp]
+@message(15)
+@dataclass(frozen=True, slots=True)
+class WithACL:
+    """``op``, a create, whose node (and, with makepath, every ancestor it creates) gets ``acl`` instead of the
+    open ACL. An ``auth`` entry stands for the requester's digest identities (see :class:`Authorized`)."""
+
+    op: CreateOp
+    acl: tuple[tuple[int, str, str], ...]
+
+
+SubOp = Union[CreateOp, DeleteOp, SetDataOp, CheckOp, WithACL]
 
 
 @message(5)
@@ -102,7 +120,43 @@ class DeleteContainerOp:
     path: str
 
 
-Op = Union[CreateOp, DeleteOp, SetDataOp, CheckOp, MultiOp, CreateSessionOp, CloseSessionOp, DeleteContainerOp]
+@message(14)
+@dataclass(frozen=True, slots=True)
+class SetACLOp:
+    """Replace the ACL of ``path`` if its ACL version (Stat.aversion) is ``version`` (-1: any); needs ADMIN."""
+
+    path: str
+    acl: tuple[tuple[int, str, str], ...]
+    version: int = -1
+
+
+@message(16)
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """``op`` asked by a requester with the identities ``ids``, ``(scheme, id)`` pairs, that its ACL checks use.
+
+    The peer serving the requester vouches for the identities (it checked the credentials); an operation without
+    this wrapper is checked as asked by nobody in particular, whom only ``world`` entries admit. ``op`` is neither
+    an Authorized nor a session operation.
+    """
+
+    ids: tuple[tuple[str, str], ...]
+    op: Op
+
+
+Op = Union[
+    CreateOp,
+    DeleteOp,
+    SetDataOp,
+    CheckOp,
+    MultiOp,
+    CreateSessionOp,
+    CloseSessionOp,
+    DeleteContainerOp,
+    SetACLOp,
+    WithACL,
+    Authorized,
+]
 
 
 @message(9)

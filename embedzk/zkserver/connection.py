@@ -26,13 +26,16 @@ from embedzk.errors import (
     EmbedZKError,
     MembershipError,
     NewConfigNoQuorumError,
+    NoAuthError,
     NotLeaderError,
     PeerStoppedError,
     ReconfigDisabledError,
     SessionExpiredError,
     UnimplementedError,
 )
+from embedzk._auth import add_identity
 from embedzk.model import WatchedEvent
+from embedzk.tree.acl import SUPER
 from embedzk.tree.txn import CreateSessionOp, MultiOp
 from embedzk.tree.watches import DirectWatcher
 from embedzk.zkserver import operations
@@ -453,12 +456,9 @@ class ClientConnection(asyncio.Protocol):
         if request.opcode == OpCode.CLOSE_SESSION:
             slot.close_after = "the client closed its session"
         if op is None or (isinstance(op, MultiOp) and not op.ops):
-            # Nothing to propose (an empty multi, a setACL that changes nothing): answered from the tree.
+            # Nothing to propose (an empty multi): answered at once, in order.
             def answer_now() -> tuple[JuteRecord | None, int]:
-                replica = server.replica
-                if op is not None:
-                    return MultiResponse(()), replica.applied
-                return operations.write_reply(request, None, replica.tree), replica.applied
+                return MultiResponse(()), server.replica.applied
 
             self._when_done(
                 lambda fut: server.loop.call(answer_now, future=fut), lambda r: self._answer(slot, *r), self._failer(slot)
@@ -475,6 +475,7 @@ class ClientConnection(asyncio.Protocol):
             transform=reply,
             errors_as_values=request.opcode == OpCode.MULTI,
             session_id=self.session_id,
+            ids=self.identity.ids(),
             future=fut,
         )
         self._when_done(start, lambda r: self._answer(slot, *r), self._failer(slot))
@@ -504,7 +505,10 @@ class ClientConnection(asyncio.Protocol):
         if not server.settings.reconfig_enabled:
             raise ReconfigDisabledError("reconfig is disabled (ClientSettings.reconfig_enabled)")
         assert isinstance(request.body, ReconfigRequest)
-        changes = operations.parse_reconfig(request.body)
+        changes = operations.parse_reconfig(request.body)  # bad input is told first, as ZooKeeper does
+        if SUPER not in self.identity.added:
+            # As ZooKeeper: only the superuser may change the membership (its ACL on /zookeeper/config).
+            raise NoAuthError("reconfig needs the superuser (auth with the digest of the peer's super_digest)")
 
         def next_change(_done: Any = None) -> None:
             if not changes:
@@ -534,16 +538,14 @@ class ClientConnection(asyncio.Protocol):
         body = request.body
         assert isinstance(body, AuthPacket)
         scheme = body.scheme or ""
-        if scheme != "digest":
-            slot.close_after = f"auth scheme {scheme!r} is not supported"
-            raise AuthFailedError(f"auth scheme {scheme!r} is not supported (digest is)")
         try:
             credential = bytes(body.auth or b"").decode("utf-8")
-            ident = operations.digest_id(credential)
-        except (UnicodeDecodeError, EmbedZKError):
-            slot.close_after = "a digest credential that is not user:password"
-            raise AuthFailedError("a digest credential is user:password in UTF-8") from None
-        self.identity.ids.append(("digest", ident))
+            identity = self.identity
+            identity.added = add_identity(identity.added, scheme, credential, self.server.peer._super_digest)
+        except (UnicodeDecodeError, AuthFailedError) as exc:
+            # As ZooKeeper: the client is told AUTHFAILED and the connection closes.
+            slot.close_after = f"auth failed: {exc}"
+            raise AuthFailedError(f"auth failed: {exc}") from None
         self._answer(slot, None, self.server.last_zxid)
 
     # -- answers ------------------------------------------------------------------------------------------------

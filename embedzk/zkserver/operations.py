@@ -11,7 +11,6 @@ refused with BADARGUMENTS.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -21,8 +20,9 @@ from typing import Any, Final
 from embedzk.errors import (
     BadArgumentsError,
     ConfigurationError,
-    BadVersionError,
     EmbedZKError,
+    InvalidACLError,
+    NoAuthError,
     NoNodeError,
     NoWatcherError,
     RolledBackError,
@@ -32,7 +32,8 @@ from embedzk.model import Stat as ModelStat
 from embedzk.settings import check_endpoint
 from embedzk.tree import validate_path
 from embedzk.tree.datatree import MAX_SESSION_ID
-from embedzk.tree.txn import CheckOp, CloseSessionOp, CreateOp, DeleteOp, MultiOp, Op, SetDataOp, SubOp
+from embedzk.tree.acl import OPEN_ACL, SUPER, Perm, allowed
+from embedzk.tree.txn import CheckOp, CloseSessionOp, CreateOp, DeleteOp, MultiOp, Op, SetACLOp, SetDataOp, SubOp, WithACL
 from embedzk.tree.watches import WatchKind, WatchRegistry
 from embedzk.zkwire import OpCode, Request, error_code
 from embedzk.zkwire.codes import AddWatchMode, CreateMode, Perms, WatcherType
@@ -82,11 +83,9 @@ from embedzk.zkwire.records import (
 
 __all__ = [
     "CLIENT_SESSION_OWNER",
-    "OPEN_ACL",
     "READS",
     "WRITES",
     "ClientIdentity",
-    "digest_id",
     "new_session_id",
     "parse_reconfig",
     "reserved_stat",
@@ -99,8 +98,8 @@ __all__ = [
 #: The owner recorded for a ZooKeeper client's session: no peer's, as the client may move to any peer.
 CLIENT_SESSION_OWNER: Final = ""
 
-#: The one ACL stored until ACLs are kept in the tree: everything to everyone (ZooKeeper's OPEN_ACL_UNSAFE).
-OPEN_ACL: Final = (ACL(int(Perms.ALL), Id("world", "anyone")),)
+#: Everything to everyone (ZooKeeper's OPEN_ACL_UNSAFE), as the wire carries it: the reserved nodes' ACL.
+_OPEN_WIRE_ACL: Final = (ACL(int(Perms.ALL), Id("world", "anyone")),)
 
 #: Requests that go through the log.
 WRITES: Final = frozenset(
@@ -146,29 +145,23 @@ _EMPTY_STAT: Final = ModelStat(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 class ClientIdentity:
-    """Who a connection's client is: its address, and the ids its auth packets added (``digest`` ones)."""
+    """Who a connection's client is: its address (its ``ip`` identity), and the identities its auth packets added."""
 
-    __slots__ = ("host", "ids")
+    __slots__ = ("added", "host")
 
     def __init__(self, host: str) -> None:
         #: The client's IP address.
         self.host = host
-        #: (scheme, id) pairs added by auth packets, in order.
-        self.ids: list[tuple[str, str]] = []
+        #: (scheme, id) pairs added by auth packets (a superuser's among them), in order.
+        self.added: tuple[tuple[str, str], ...] = ()
+
+    def ids(self) -> tuple[tuple[str, str], ...]:
+        """Every identity of the client, for the ACL checks: its address, then the authenticated ones."""
+        return (("ip", self.host), *self.added)
 
     def client_info(self) -> tuple[ClientInfo, ...]:
-        """What whoAmI answers: the ip identity, then the authenticated ones."""
-        return (ClientInfo("ip", self.host), *(ClientInfo(scheme, ident) for scheme, ident in self.ids))
-
-
-def digest_id(credential: str) -> str:
-    """The ``digest`` id of a ``user:password`` credential: ``user:`` and the base64 SHA-1 of the credential, as
-    ZooKeeper's DigestAuthenticationProvider makes it."""
-    user, sep, _password = credential.partition(":")
-    if not sep:
-        raise BadArgumentsError("a digest credential is user:password")
-    digest = hashlib.sha1(credential.encode("utf-8")).digest()  # noqa: S324 - ZooKeeper's scheme, not a choice
-    return f"{user}:{base64.b64encode(digest).decode('ascii')}"
+        """What whoAmI answers: the ip identity, then the authenticated ones (not the superuser marker)."""
+        return tuple(ClientInfo(scheme, ident) for scheme, ident in self.ids() if (scheme, ident) != SUPER)
 
 
 def new_session_id() -> int:
@@ -190,24 +183,30 @@ def _check_writable(path: str) -> None:
         raise BadArgumentsError(f"{path} is in the reserved subtree /zookeeper, which cannot be written")
 
 
-def _check_acl(acl: Any, path: str) -> None:
-    # ACLs are not kept yet: an open ACL (what kazoo and Curator use unless told otherwise) is what every node has,
-    # anything else is refused rather than silently ignored, which would leave a node open that was meant closed.
-    if acl is None:
-        return
-    for entry in acl:
-        if entry.id is None or (entry.id.scheme, entry.id.id) != ("world", "anyone") or entry.perms != Perms.ALL:
-            raise UnimplementedError(f"{path}: ACLs other than world:anyone with all permissions are not supported")
+def _acl_of(acl: Any, path: str) -> tuple[tuple[int, str, str], ...]:
+    """A request's ACL (jute ACL records) as the tree's (perms, scheme, id) triples; what they mean is for the tree
+    to check when it applies the change."""
+    # As ZooKeeper's fixupACL: a request must name an ACL.
+    if not acl:
+        raise InvalidACLError(f"{path}: a create or setACL must give a non-empty ACL")
+    entries = []
+    for index, entry in enumerate(acl):
+        if entry.id is None:
+            raise InvalidACLError(f"{path}: ACL entry {index} has no id")
+        # jute has no empty string apart from null, and kazoo sends "" as null (CREATOR_ALL_ACL's id is ""): both
+        # mean "".
+        entries.append((entry.perms, entry.id.scheme or "", entry.id.id or ""))
+    return tuple(entries)
 
 
-def _create_op(opcode: int, body: CreateRequest | CreateTTLRequest) -> CreateOp:
+def _create_op(opcode: int, body: CreateRequest | CreateTTLRequest) -> CreateOp | WithACL:
     try:
         mode = CreateMode(body.flags)
     except ValueError:
         raise BadArgumentsError(f"{body.path}: unknown create mode {body.flags}") from None
     path = body.path or ""
     _check_writable(path)
-    _check_acl(body.acl, path)
+    entries = _acl_of(body.acl, path)
     ttl: int | None = None
     if opcode == OpCode.CREATE_TTL:
         assert isinstance(body, CreateTTLRequest)
@@ -218,7 +217,7 @@ def _create_op(opcode: int, body: CreateRequest | CreateTTLRequest) -> CreateOp:
         raise BadArgumentsError(f"{path}: a TTL create mode needs createTTL")
     if opcode == OpCode.CREATE_CONTAINER and not mode.is_container:
         raise BadArgumentsError(f"{path}: createContainer needs the CONTAINER create mode")
-    return CreateOp(
+    create = CreateOp(
         path,
         bytes(body.data or b""),
         ephemeral=mode.is_ephemeral,
@@ -226,6 +225,8 @@ def _create_op(opcode: int, body: CreateRequest | CreateTTLRequest) -> CreateOp:
         container=mode.is_container,
         ttl=ttl,
     )
+    # A node open to everyone needs no ACL carried (and so no newer protocol version to replicate it).
+    return create if entries == OPEN_ACL else WithACL(create, entries)
 
 
 def _sub_op(opcode: int, body: Any) -> SubOp:
@@ -243,7 +244,7 @@ def _sub_op(opcode: int, body: Any) -> SubOp:
 
 
 def write_op(request: Request, session_id: int) -> Op | None:
-    """The operation a write request proposes; None for a setACL that changes nothing (answered from the tree).
+    """The operation a write request proposes (None for nothing to propose).
 
     Raises an :class:`~embedzk.errors.EmbedZKError` for a request that cannot be proposed (answered with its code).
     """
@@ -257,8 +258,7 @@ def write_op(request: Request, session_id: int) -> Op | None:
         assert isinstance(body, SetACLRequest)
         path = body.path or ""
         _check_writable(path)
-        _check_acl(body.acl, path)
-        return None
+        return SetACLOp(path, _acl_of(body.acl, path), body.version)
     if opcode == OpCode.CHECK:
         # A lone check goes through the log as a multi of one, so that it is ordered with the writes around it.
         assert isinstance(body, CheckVersionRequest)
@@ -282,14 +282,7 @@ def write_reply(request: Request, value: Any, tree: Any) -> JuteRecord | None:
     if opcode == OpCode.SET_DATA:
         return SetDataResponse(Stat.from_model(value))
     if opcode == OpCode.SET_ACL:
-        assert isinstance(request.body, SetACLRequest)
-        path = request.body.path or ""
-        stat = tree.exists(path)
-        if stat is None:
-            raise NoNodeError(path)
-        if request.body.version not in (-1, stat.aversion):
-            raise BadVersionError(f"{path}: ACL version {request.body.version}, not {stat.aversion}")
-        return SetACLResponse(Stat.from_model(stat))
+        return SetACLResponse(Stat.from_model(value))
     if opcode == OpCode.MULTI:
         assert isinstance(request.body, MultiRequest)
         return MultiResponse(tuple(_multi_result(op.type, result, tree) for op, result in zip(request.body.ops, value)))
@@ -349,7 +342,7 @@ class ReadContext:
     """What a read needs besides the request: the tree, the watch registry and this connection's watcher in it, the
     session, the client's identity, and the cluster's configuration text (for ``/zookeeper/config``)."""
 
-    __slots__ = ("config_text", "identity", "registry", "session_id", "tree", "watcher")
+    __slots__ = ("config_text", "identity", "ids", "registry", "session_id", "tree", "watcher")
 
     def __init__(
         self,
@@ -366,6 +359,8 @@ class ReadContext:
         self.session_id = session_id
         self.identity = identity
         self.config_text = config_text
+        #: The requester's identities for the ACL checks.
+        self.ids: tuple[tuple[str, str], ...] = identity.ids()
 
 
 def _reserved(path: str) -> bool:
@@ -400,6 +395,7 @@ def _get_data(path: str, watch: bool, ctx: ReadContext) -> GetDataResponse:
     if _reserved(path):
         data, stat = _reserved_data(path, ctx)
         return GetDataResponse(data, Stat.from_model(stat))
+    _check_read(path, ctx)
     data, stat = ctx.tree.get(path)  # NoNodeError leaves no watch, as in ZooKeeper
     if watch:
         ctx.registry.add(WatchKind.DATA, path, ctx.watcher)
@@ -410,6 +406,7 @@ def _children(path: str, watch: bool, ctx: ReadContext) -> tuple[list[str], Mode
     validate_path(path)
     if _reserved(path):
         return list(_RESERVED_CHILDREN[path]), _reserved_data(path, ctx)[1]
+    _check_read(path, ctx)
     children = ctx.tree.get_children(path)
     stat = ctx.tree.exists(path)
     if watch:
@@ -417,6 +414,12 @@ def _children(path: str, watch: bool, ctx: ReadContext) -> tuple[list[str], Mode
     if path == "/":
         children = [*children, "zookeeper"]
     return children, stat
+
+
+def _check_read(path: str, ctx: ReadContext) -> None:
+    tree = ctx.tree
+    if tree.acl_count():  # most trees hold no ACL: no lookup at all then
+        tree.check_read(path, ctx.ids)
 
 
 def _count_descendants(tree: Any, path: str) -> int:
@@ -532,17 +535,19 @@ def run_read(request: Request, ctx: ReadContext) -> tuple[JuteRecord | None, lis
         path = body.path or ""
         validate_path(path)
         if _reserved(path):
-            return GetACLResponse(OPEN_ACL, Stat.from_model(_reserved_data(path, ctx)[1])), []
-        stat = ctx.tree.exists(path)
-        if stat is None:
-            raise NoNodeError(path)
-        return GetACLResponse(OPEN_ACL, Stat.from_model(stat)), []
+            return GetACLResponse(_OPEN_WIRE_ACL, Stat.from_model(_reserved_data(path, ctx)[1])), []
+        entries, stat = ctx.tree.get_acl(path)
+        if not (allowed(entries, Perm.READ, ctx.ids) or allowed(entries, Perm.ADMIN, ctx.ids)):
+            raise NoAuthError(f"{path}: reading its ACL needs READ or ADMIN")
+        acl = tuple(ACL(perms, Id(scheme, ident)) for perms, scheme, ident in entries)
+        return GetACLResponse(acl, Stat.from_model(stat)), []
     if opcode == OpCode.GET_ALL_CHILDREN_NUMBER:
         assert isinstance(body, GetAllChildrenNumberRequest)
         path = body.path or ""
         validate_path(path)
         if _reserved(path):
             return GetAllChildrenNumberResponse(len(_RESERVED_CHILDREN[path])), []
+        _check_read(path, ctx)
         if ctx.tree.exists(path) is None:
             raise NoNodeError(path)
         reserved = 1 + len(_RESERVED_CHILDREN[_RESERVED]) if path == "/" else 0  # /zookeeper and its children

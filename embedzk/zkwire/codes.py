@@ -16,6 +16,7 @@ from typing import Final
 
 from embedzk import errors
 from embedzk.model import EventType as ModelEventType
+from embedzk.tree.acl import Perm
 
 __all__ = [
     "AUTH_XID",
@@ -255,15 +256,8 @@ class AddWatchMode(enum.IntEnum):
     PERSISTENT_RECURSIVE = 1
 
 
-class Perms(enum.IntFlag):
-    """``ZooDefs.Perms``: the bits of an ACL's ``perms``."""
-
-    READ = 1
-    WRITE = 2
-    CREATE = 4
-    DELETE = 8
-    ADMIN = 16
-    ALL = 31
+#: ``ZooDefs.Perms``: the bits of an ACL's ``perms`` (the tree's own, which checks them).
+Perms = Perm
 
 
 #: The error code that answers each of embedzk's errors (those of :mod:`embedzk.errors`). RolledBackError is 0:
