@@ -509,6 +509,7 @@ class ClientConnection(asyncio.Protocol):
         if SUPER not in self.identity.added:
             # As ZooKeeper: only the superuser may change the membership (its ACL on /zookeeper/config).
             raise NoAuthError("reconfig needs the superuser (auth with the digest of the peer's super_digest)")
+        operations.check_reconfig_addresses(changes)
 
         def next_change(_done: Any = None) -> None:
             if not changes:

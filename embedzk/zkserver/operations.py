@@ -87,6 +87,7 @@ __all__ = [
     "WRITES",
     "ClientIdentity",
     "new_session_id",
+    "check_reconfig_addresses",
     "parse_reconfig",
     "reserved_stat",
     "run_read",
@@ -304,6 +305,18 @@ def _multi_result(opcode: int, result: Any, tree: Any) -> Any:
     return CheckResult()
 
 
+def check_reconfig_addresses(changes: list[tuple[str, str, str, bool]]) -> None:
+    """BadArgumentsError unless every member a reconfig adds is given an address a peer can listen at (a ZeroMQ
+    endpoint, ``tcp://host:port``: ZooKeeper's ``host:port:port`` form names no such thing)."""
+    for kind, member, address, _voter in changes:
+        if kind != "add":
+            continue
+        try:
+            check_endpoint(address, f"reconfig: the address of server.{member}")
+        except ConfigurationError as exc:
+            raise BadArgumentsError(str(exc)) from None
+
+
 def parse_reconfig(body: ReconfigRequest) -> list[tuple[str, str, str, bool]]:
     """The membership changes an incremental reconfig asks for, in order: ("add", id, address, voter) for each
     ``server.<id>=<address>[:participant|:observer][;<client address>]`` joining, ("remove", id, "", False) for each
@@ -323,10 +336,6 @@ def parse_reconfig(body: ReconfigRequest) -> list[tuple[str, str, str, bool]]:
         for role, votes in ((":participant", True), (":observer", False)):
             if address.endswith(role):
                 address, voter = address[: -len(role)], votes
-        try:
-            check_endpoint(address, f"reconfig: the address of server.{name[len('server.'):]}")
-        except ConfigurationError as exc:
-            raise BadArgumentsError(str(exc)) from None
         changes.append(("add", name[len("server."):], address, voter))
     for member in filter(None, (part.strip() for part in (body.leaving_servers or "").split(","))):
         changes.append(("remove", member.removeprefix("server."), "", False))
