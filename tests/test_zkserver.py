@@ -640,3 +640,44 @@ def test_a_reply_is_never_overtaken_by_the_notification_of_a_later_change(cluste
         peer.set(path, b"v1")
         first, second = raw.reply(), raw.reply()
         assert (first.header.xid, second.header.xid) == (xid, -1)
+
+
+def test_a_read_only_client_reads_from_a_peer_without_quorum_and_moves_back_to_read_write() -> None:
+    from kazoo.exceptions import NotReadOnlyCallError
+    from kazoo.protocol.states import KeeperState as KazooKeeperState
+
+    with LocalCluster(n=3, client_address="127.0.0.1:0") as local:
+        survivor = local.peers[0]
+        survivor.create("/ro", b"kept")
+        for peer in local.peers[1:]:
+            peer.sync()
+        for pid in local.ids[1:]:
+            local.stop_member(pid, close_session=False)  # two of three gone: no quorum
+        address = survivor.client_address
+        assert address is not None
+        client = KazooClient(hosts=address, timeout=10, read_only=True, connection_retry=None)
+        read_only = threading.Event()
+        writable = threading.Event()
+
+        def listen(_state: object) -> None:
+            if client.client_state == KazooKeeperState.CONNECTED_RO:
+                read_only.set()
+            elif client.client_state == KazooKeeperState.CONNECTED and read_only.is_set():
+                writable.set()
+
+        client.add_listener(listen)
+        client.start(timeout=20)
+        try:
+            assert read_only.wait(20)
+            assert client.get("/ro")[0] == b"kept"
+            with pytest.raises(NotReadOnlyCallError):
+                client.create("/fred")
+            for pid in local.ids[1:]:
+                local.restart_member(pid)
+            assert writable.wait(30)  # the read-only connection was closed; kazoo came back read-write
+            client.retry(client.create, "/fred")
+            survivor.sync()
+            assert survivor.exists("/fred") is not None
+        finally:
+            client.stop()
+            client.close()

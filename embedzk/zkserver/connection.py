@@ -28,6 +28,7 @@ from embedzk.errors import (
     NewConfigNoQuorumError,
     NoAuthError,
     NotLeaderError,
+    NotReadOnlyCallError,
     PeerStoppedError,
     ReconfigDisabledError,
     SessionExpiredError,
@@ -127,6 +128,8 @@ class ClientConnection(asyncio.Protocol):
         self.watcher = _Watcher(self)
         self.session_id = 0
         self.timeout_ms = 0
+        #: A read-only session (no quorum when it was opened): reads only, kept by this peer alone.
+        self.read_only = False
         self.closed = False
         #: "handshake" until the ConnectRequest is answered, then "open".
         self.phase = "handshake"
@@ -265,6 +268,10 @@ class ClientConnection(asyncio.Protocol):
         session is refused then), which is how every ZooKeeper client expects to learn it."""
         self.close("its session expired")
 
+    def serves_read_write(self) -> bool:
+        """Whether the connection holds a replicated (read-write) session: past its handshake, not read-only."""
+        return self.phase == "open" and not self.read_only
+
     def outstanding(self) -> int:
         """Requests received and not answered yet."""
         return len(self._slots)
@@ -304,12 +311,15 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._resume_session(request)
 
-    def _connected(self, request: ConnectRequest, session_id: int, timeout_ms: int, password: bytes) -> None:
+    def _connected(
+        self, request: ConnectRequest, session_id: int, timeout_ms: int, password: bytes, read_only_mode: bool = False
+    ) -> None:
         if self.closed:
             return
         self.session_id = session_id
         self.timeout_ms = timeout_ms
-        read_only = None if request.read_only is None else False
+        self.read_only = read_only_mode
+        read_only = None if request.read_only is None else read_only_mode
         self.write(encode_connect_response(ConnectResponse(0, timeout_ms, session_id, password, read_only)))
         self.phase = "open"
         self.last_heard = time.monotonic()
@@ -345,6 +355,10 @@ class ClientConnection(asyncio.Protocol):
     def _open_session(self, request: ConnectRequest) -> None:
         server = self.server
         timeout_ms = server.settings.negotiate(request.time_out)
+        if request.read_only and server.leaderless():
+            # No quorum for a while now, and the client accepts a read-only session: no need to wait to learn it.
+            self._open_read_only(request, timeout_ms)
+            return
         session_id = operations.new_session_id()
         op = CreateSessionOp(session_id, timeout_ms, operations.CLIENT_SESSION_OWNER)
 
@@ -352,14 +366,52 @@ class ClientConnection(asyncio.Protocol):
             replica = server.replica
             return replica.applied, replica.cluster_uuid
 
-        start = lambda fut: server.loop.submit(op, server.request_timeout, transform=opened, future=fut)  # noqa: E731
+        # A client that accepts a read-only session does not wait long for a quorum that may be gone.
+        wait = min(server.request_timeout, 2 * server.peer.no_leader_timeout) if request.read_only else (
+            server.request_timeout
+        )
+        start = lambda fut: server.loop.submit(op, wait, transform=opened, future=fut)  # noqa: E731
 
         def done(result: tuple[int, str]) -> None:
             applied, secret = result
             if not self._behind(request, applied):
                 self._connected(request, session_id, timeout_ms, operations.session_password(secret, session_id))
 
-        self._when_done(start, done, lambda exc: self.close(f"could not open a session: {exc}"))
+        def failed(exc: BaseException) -> None:
+            if request.read_only:
+                self._open_read_only(request, timeout_ms)
+            else:
+                self.close(f"could not open a session: {exc}")
+
+        self._when_done(start, done, failed)
+
+    def _open_read_only(self, request: ConnectRequest, timeout_ms: int) -> None:
+        """ZooKeeper's read-only mode, for a client that asked for it while no quorum can open its session: a
+        session of this peer alone (not replicated, so it owns no ephemeral node), reads from this peer's replica,
+        every write refused with NOTREADONLY. Closed once a leader is known again, so the client moves to a
+        read-write session."""
+        server = self.server
+
+        def look() -> tuple[int, bool]:
+            replica = server.replica
+            return replica.applied, replica.lead is not None
+
+        def opened(result: tuple[int, bool]) -> None:
+            applied, has_leader = result
+            if has_leader:
+                self.close("a leader is known again: the client should open a read-write session")
+                return
+            if self._behind(request, applied):
+                return
+            session_id = operations.new_session_id()
+            log.info("client %s:%s: read-only session %#x (no quorum)", self.host, self.port, session_id)
+            self._connected(request, session_id, timeout_ms, bytes(16), read_only_mode=True)
+
+        self._when_done(
+            lambda fut: server.loop.call(look, future=fut),
+            opened,
+            lambda exc: self.close(f"could not open a read-only session: {exc}"),
+        )
 
     def _resume_session(self, request: ConnectRequest) -> None:
         server = self.server
@@ -431,6 +483,8 @@ class ClientConnection(asyncio.Protocol):
         assert request is not None
         opcode = request.opcode
         server = self.server
+        if opcode == OpCode.SYNC and self.read_only:
+            raise NotReadOnlyCallError("sync needs the leader: this is a read-only session (no quorum)")
         if opcode == OpCode.SYNC:
             assert isinstance(request.body, SyncRequest)
             path = request.body.path or ""
@@ -452,6 +506,12 @@ class ClientConnection(asyncio.Protocol):
 
     def _start_write(self, slot: _Slot, request: Request) -> None:
         server = self.server
+        if self.read_only:
+            if request.opcode == OpCode.CLOSE_SESSION:  # a session of this peer alone: nothing to close elsewhere
+                slot.close_after = "the client closed its read-only session"
+                self._answer(slot, None, server.last_zxid)
+                return
+            raise NotReadOnlyCallError(f"{op_name(request.opcode)}: this is a read-only session (no quorum)")
         op = operations.write_op(request, self.session_id)
         if request.opcode == OpCode.CLOSE_SESSION:
             slot.close_after = "the client closed its session"

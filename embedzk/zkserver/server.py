@@ -209,6 +209,11 @@ class ClientServer:
         if older is not None and older is not connection:
             older.close("its session moved to a newer connection")
 
+    def leaderless(self) -> bool:
+        """Whether this peer has known no leader for at least ``no_leader_timeout`` (as of the last check)."""
+        since = self._leaderless_since
+        return since is not None and time.monotonic() - since >= self.peer.no_leader_timeout
+
     def count_refusal(self, reason: str) -> None:
         """A connection was refused or closed for ``reason`` (a bad input or a limit)."""
         self._refused[reason] += 1
@@ -400,6 +405,8 @@ class ClientServer:
             if now - connection.last_heard > connection.timeout_ms / 1000.0:
                 connection.close(f"no packet for {connection.timeout_ms} ms (its session timeout)")
                 continue
+            if connection.read_only:
+                continue  # a session of this peer alone: no leader keeps it, none expires it
             # Only a session heard since the last report is reported alive, so that the leader's clock for it runs
             # from the client's last packet (give or take one keep-alive interval), not from this report.
             if connection.heard:
@@ -438,16 +445,23 @@ class ClientServer:
         now = time.monotonic()
         if has_leader:
             self._leaderless_since = None
+            for connection in list(self._connections):
+                if connection.read_only:  # as ZooKeeper's: back to a read-write session now that one can be had
+                    connection.close("a leader is known again: the client should open a read-write session")
             return
         if self._leaderless_since is None:
             self._leaderless_since = now
-        elif now - self._leaderless_since >= self.peer.no_leader_timeout and self._connections:
+        elif now - self._leaderless_since >= self.peer.no_leader_timeout and any(
+            c.serves_read_write() for c in self._connections
+        ):
             log.warning(
                 "peer %s: no leader for %.1fs: closing %d client connections so that they move to another peer",
-                self.peer.id, now - self._leaderless_since, len(self._connections),
+                self.peer.id, now - self._leaderless_since, sum(c.serves_read_write() for c in self._connections),
             )
             for connection in list(self._connections):
-                connection.close("this peer knows no leader")
+                # A read-only session is what a client asks for in just this case; a handshake settles itself.
+                if connection.serves_read_write():
+                    connection.close("this peer knows no leader")
 
 
 def server_version() -> str:
