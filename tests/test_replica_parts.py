@@ -142,3 +142,28 @@ def test_an_own_session_pings_once_per_interval() -> None:
     session = OwnSession()
     due = [tick for tick in range(1, 31) if session.ping_due(tick, 10)]
     assert due == [10, 20, 30]
+
+
+def test_a_leader_without_a_clock_reading_starts_every_session_timeout_at_its_first_check() -> None:
+    # Churn seed 2469 (replayed in every default run, and failing without the fix): a restarted member elected on a
+    # leadership transfer before its first tick reset the session clocks at 0.0, not a reading of its clock, and
+    # its first check expired every session. A replica has no reading until its first tick; the tracker then starts
+    # each session's timeout at its first check.
+    import random
+
+    from embedzk.consensus.types import ConfState
+    from embedzk.persist.memory import MemoryStorage
+    from embedzk.replica import Replica, ReplicaConfig
+    from embedzk.replica.sessions import SessionTracker
+
+    replica = Replica(ReplicaConfig(id="r0", tick_interval=0.01), MemoryStorage(ConfState(voters=("r0",))),
+                      random.Random(1))
+    assert replica._clock() is None
+    replica.tick(500.0, 0)
+    assert replica._clock() == 500.0
+    tracker = SessionTracker()
+    tracker.reset([1, 2], None)
+    tracker.opened(3, None)
+    assert tracker.expired({1: 1000, 2: 1000, 3: 1000}, now=500.0, retry_after=1.0) == []  # clocks start here
+    tracker.touch(2, 500.8)
+    assert tracker.expired({1: 1000, 2: 1000, 3: 1000}, now=501.5, retry_after=1.0) == [1, 3]

@@ -872,7 +872,7 @@ class Replica:
             return
         if isinstance(op, CreateSessionOp):
             if self.is_leader:
-                self._tracker.opened(op.session_id, self._now)
+                self._tracker.opened(op.session_id, self._clock())
         elif isinstance(op, CloseSessionOp):
             self._tracker.closed(op.session_id)
             if op.session_id == self.session_id:
@@ -1119,12 +1119,16 @@ class Replica:
             self._lead = lead
             out.leader_changed = True
         if self.is_leader:
-            self._tracker.reset(self.tree.sessions().keys(), self._now)
+            self._tracker.reset(self.tree.sessions().keys(), self._clock())
             self._reaping.clear()
             self._catch_up_clock()
             self.membership.became_leader()
         # Requests waiting for a leader can go now.
         self._retry_pending()
+
+    def _clock(self) -> float | None:
+        """The driver's time as of the last tick; None before the first (``_now`` is no reading then)."""
+        return self._now if self._ticks else None
 
     def _catch_up_clock(self) -> None:
         """A new leader's time stamps must not go back within the log: entries of its predecessor that it holds
