@@ -85,8 +85,10 @@ def test_ephemerals_of_a_killed_process_go(cluster: dict[str, PeerProcess]) -> N
     # The leader heard from the victim's session when it proposed this create, at the tick whose wall clock
     # stamped its mtime: the session cannot expire earlier than its timeout after that.
     _path, stat = victim.call("create", "/workers/victim", b"", ephemeral=True, include_data=True)
-    survivor.call("watch", "/workers/victim")
+    # Caught up first, so that the watch sees the deletion and not the creation (applied here after the watch was
+    # set, it would fire CREATED first).
     survivor.call("sync")
+    survivor.call("watch", "/workers/victim")
     assert survivor.call("get_children", "/workers") == ["victim"]
     victim.kill()
     killed = time.time()  # nothing from the victim reaches the leader after this
