@@ -217,8 +217,13 @@ class ClientConnection(asyncio.Protocol):
                 if self.phase == "handshake":
                     self._handshake(packet)
                 elif self.phase == "connecting":
-                    # Sent before the handshake's answer (a client may pipeline): kept for when the session is open.
+                    # Sent before the handshake's answer (a client may pipeline): kept for when the session is open,
+                    # as many as a connection may have outstanding; then nothing more is read until then.
                     self._early.append(packet)
+                    if len(self._early) >= self.server.settings.max_outstanding and self.transport is not None:
+                        if not self._reading_paused:
+                            self._reading_paused = True
+                            self.transport.pause_reading()
                 else:
                     self._request(packet)
                 if self.closed:
@@ -332,6 +337,8 @@ class ClientConnection(asyncio.Protocol):
                     return
         except DecodeError as exc:
             self.close(f"malformed packet: {exc}", refused="malformed packet")
+            return
+        self._update_reading()
         log.debug("client %s:%s: session %#x, timeout %d ms", self.host, self.port, session_id, timeout_ms)
 
     def _refuse_session(self, request: ConnectRequest, why: str) -> None:
