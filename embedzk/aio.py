@@ -384,6 +384,18 @@ class AsyncPeer:
         """Peer.stats, awaited."""
         return await _await(self.peer.stats_async())
 
+    async def get_acls(self, path: str) -> tuple[list[Any], Stat]:
+        """Peer.get_acls, awaited."""
+        return await _await(self.peer.get_acls_async(path))
+
+    async def set_acls(self, path: str, acls: Any, version: int = -1) -> Stat:
+        """Peer.set_acls, awaited."""
+        return await _await(self.peer.set_acls_async(path, acls, version))
+
+    def add_auth(self, scheme: str, credential: str) -> None:
+        """Peer.add_auth (it only records the identity: nothing to wait for)."""
+        self.peer.add_auth(scheme, credential)
+
     # watches
 
     def events(self, path: str, recursive: bool = False) -> EventStream:

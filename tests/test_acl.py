@@ -216,3 +216,18 @@ def test_a_bad_auth_packet_closes_the_connection_with_authfailed(cluster: LocalC
     finally:
         client.stop()
         client.close()
+
+
+def test_the_asyncio_face_reads_and_sets_acls() -> None:
+    import asyncio
+
+    async def main() -> None:
+        with Peer("aio-acl") as peer:
+            aio = peer.aio
+            aio.add_auth(*ALICE)
+            await aio.create("/a", b"x", acl=[make_digest_acl("alice", "secret", all=True)])
+            acls, stat = await aio.get_acls("/a")
+            assert [a.id.scheme for a in acls] == ["digest"] and stat.aversion == 0
+            assert (await aio.set_acls("/a", OPEN_ACL_UNSAFE, version=0)).aversion == 1
+
+    asyncio.run(main())
