@@ -147,23 +147,41 @@ def test_an_own_session_pings_once_per_interval() -> None:
 def test_a_leader_without_a_clock_reading_starts_every_session_timeout_at_its_first_check() -> None:
     # Churn seed 2469 (replayed in every default run, and failing without the fix): a restarted member elected on a
     # leadership transfer before its first tick reset the session clocks at 0.0, not a reading of its clock, and
-    # its first check expired every session. A replica has no reading until its first tick; the tracker then starts
-    # each session's timeout at its first check.
+    # its first check expired every session. The first tick, as any gap longer than the reach window, counts for no
+    # one: the session timeouts start there.
     import random
 
     from embedzk.consensus.types import ConfState
     from embedzk.persist.memory import MemoryStorage
     from embedzk.replica import Replica, ReplicaConfig
-    from embedzk.replica.sessions import SessionTracker
 
     replica = Replica(ReplicaConfig(id="r0", tick_interval=0.01), MemoryStorage(ConfState(voters=("r0",))),
                       random.Random(1))
-    assert replica._clock() is None
+    tracker = replica._tracker
+    tracker.reset([1, 2], replica.now)  # as a leader elected before its first tick resets them
+    tracker.opened(3, replica.now)
     replica.tick(500.0, 0)
-    assert replica._clock() == 500.0
-    tracker = SessionTracker()
-    tracker.reset([1, 2], None)
-    tracker.opened(3, None)
-    assert tracker.expired({1: 1000, 2: 1000, 3: 1000}, now=500.0, retry_after=1.0) == []  # clocks start here
+    assert tracker.expired({1: 1000, 2: 1000, 3: 1000}, now=500.5, retry_after=1.0) == []  # clocks start here
     tracker.touch(2, 500.8)
     assert tracker.expired({1: 1000, 2: 1000, 3: 1000}, now=501.5, retry_after=1.0) == [1, 3]
+
+
+def test_a_replica_that_was_not_running_takes_the_gap_for_its_own_silence() -> None:
+    # Churn seed 3008: a leader whose clock jumped past member_timeout took everyone for dead. A gap between two
+    # ticks longer than the reach window moves the session and membership clocks on by it.
+    import random
+
+    from embedzk.consensus.types import ConfState
+    from embedzk.persist.memory import MemoryStorage
+    from embedzk.replica import Replica, ReplicaConfig
+
+    replica = Replica(ReplicaConfig(id="r0", tick_interval=0.01), MemoryStorage(ConfState(voters=("r0",))),
+                      random.Random(1))
+    replica.tick(10.0, 0)
+    replica._tracker.opened(7, 10.0)
+    replica.membership._heard["m"] = 10.0
+    replica.tick(10.01, 0)  # an ordinary tick: nothing moves
+    assert replica.membership._heard["m"] == 10.0
+    replica.tick(40.0, 0)  # thirty seconds without running
+    assert replica._tracker.expired({7: 1000}, now=40.5, retry_after=1.0) == []
+    assert replica.membership._heard["m"] == pytest.approx(40.0 - 0.01 - 0.01)

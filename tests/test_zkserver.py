@@ -150,8 +150,13 @@ def test_kazoo_watches_fire_once_with_the_change(zk: KazooClient, root: str) -> 
     zk.set(f"{root}/w", b"1")
     assert fired.wait(5)
     zk.set(f"{root}/w", b"2")
-    zk.sync(root)
-    time.sleep(0.2)  # a second event would arrive within this; a one-shot watch must not send it
+    # A marker: a notification leaves before the reply to the change that fired it, and kazoo runs watch functions
+    # in the order their notifications came, so once the marker's has run, a second one for w would have too.
+    marked = threading.Event()
+    zk.create(f"{root}/marker")
+    zk.get(f"{root}/marker", watch=lambda _event: marked.set())
+    zk.set(f"{root}/marker", b"go")
+    assert marked.wait(5)
     assert [(e.type, e.path) for e in events] == [("CHANGED", f"{root}/w")]  # type: ignore[attr-defined]
 
 
@@ -636,7 +641,10 @@ def test_a_reply_is_never_overtaken_by_the_notification_of_a_later_change(cluste
         peer.create(f"{path}-blocker")
         assert busy.wait(5)
         xid = raw.send(OpCode.GET_DATA, GetDataRequest(path, True))
-        time.sleep(0.05)  # the read is answered on the loop by now
+        # The read has run on the loop once its watch is set there; the change must come after it.
+        from embedzk.tree.watches import WatchKind
+
+        wait_until(lambda: peer._registry.watchers(WatchKind.DATA, path), timeout=5, what="the read's watch")
         peer.set(path, b"v1")
         first, second = raw.reply(), raw.reply()
         assert (first.header.xid, second.header.xid) == (xid, -1)

@@ -163,8 +163,6 @@ class Membership:
         election = tick * replica.config.election_tick
         #: Seconds without hearing from a member before it counts as unreachable.
         self.reach_window = max(2 * election, 3 * tick)
-        # When the leader's membership work last ran: a gap longer than the reach window is the leader's own.
-        self._led_at: float | None = None
         self._record_seq = 0
         self._persisted_seq = 0
         self._record_dirty = False
@@ -392,6 +390,14 @@ class Membership:
             self._since[key] = now
         self._heard[key] = now
 
+    def postpone(self, shift: float, now: float) -> None:
+        """The replica was not running for ``shift`` seconds (see Replica.tick): the members' silence then is its
+        own, so their last-heard and stability times move on by that much (never past ``now``)."""
+        for key, heard in self._heard.items():
+            self._heard[key] = min(heard + shift, now)
+        for key, since in self._since.items():
+            self._since[key] = min(since + shift, now)
+
     def became_leader(self) -> None:
         """This replica just became leader: every member gets a fresh start (none is judged on a predecessor's
         knowledge, none is promoted before it has been seen stable under this leader)."""
@@ -399,7 +405,6 @@ class Membership:
         members = self._replica.node.status().log_conf_state.members()
         self._heard = dict.fromkeys(members, now)
         self._since = dict.fromkeys(members, now)
-        self._led_at = now
         self._leaving = set()
         self._proposed_cluster_id = False
         self._proposed_version = 0
@@ -562,17 +567,6 @@ class Membership:
 
     def _lead(self, now: float) -> None:
         replica = self._replica
-        gap = now - self._led_at if self._led_at is not None else 0.0
-        self._led_at = now
-        if gap > self.reach_window:
-            # This leader itself was not running (paused, or its clock jumped): the silence it would see is its own,
-            # not the members'. Churn seed 3008: a leader whose clock jumped past member_timeout removed a live voter
-            # as dead, leaving itself the only one. The gap counts for no one.
-            shift = gap - self._replica.config.tick_interval
-            for key, heard in self._heard.items():
-                self._heard[key] = min(heard + shift, now)
-            for key, since in self._since.items():
-                self._since[key] = min(since + shift, now)
         self._heard[self.key] = now
         self._since.setdefault(self.key, now)
         if replica.cluster_uuid == "" and not self._proposed_cluster_id:

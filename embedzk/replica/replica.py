@@ -403,9 +403,18 @@ class Replica:
 
     def tick(self, now: float, wall_ms: int) -> None:
         """Advance time: ``now`` is monotonic seconds, ``wall_ms`` the wall clock (only for ctime/mtime)."""
+        gap = now - self._now  # since the last reading; at the first tick, since 0.0, which is no reading at all
         self._now = now
         self._wall_ms = wall_ms
         self._ticks += 1
+        if gap > self.membership.reach_window:
+            # This replica was not running (paused, its clock jumped, or this is its first tick): the silence it
+            # would see in others is its own. Judged by it, a leader would expire every session (churn seed 2469: a
+            # member elected before its first tick had reset the session clocks at 0.0) and remove live members as
+            # dead (churn seed 3008: a leader's clock jumped past member_timeout). The gap counts for no one.
+            shift = gap - self.config.tick_interval
+            self._tracker.postpone(shift, now)
+            self.membership.postpone(shift, now)
         self.work()
         if self.membership.phase is not Phase.REMOVED:
             self._node.tick()  # a removed member takes no part in elections
@@ -872,7 +881,7 @@ class Replica:
             return
         if isinstance(op, CreateSessionOp):
             if self.is_leader:
-                self._tracker.opened(op.session_id, self._clock())
+                self._tracker.opened(op.session_id, self._now)
         elif isinstance(op, CloseSessionOp):
             self._tracker.closed(op.session_id)
             if op.session_id == self.session_id:
@@ -1119,16 +1128,12 @@ class Replica:
             self._lead = lead
             out.leader_changed = True
         if self.is_leader:
-            self._tracker.reset(self.tree.sessions().keys(), self._clock())
+            self._tracker.reset(self.tree.sessions().keys(), self._now)
             self._reaping.clear()
             self._catch_up_clock()
             self.membership.became_leader()
         # Requests waiting for a leader can go now.
         self._retry_pending()
-
-    def _clock(self) -> float | None:
-        """The driver's time as of the last tick; None before the first (``_now`` is no reading then)."""
-        return self._now if self._ticks else None
 
     def _catch_up_clock(self) -> None:
         """A new leader's time stamps must not go back within the log: entries of its predecessor that it holds

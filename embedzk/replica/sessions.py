@@ -16,18 +16,12 @@ class SessionTracker:
     __slots__ = ("_closing", "_last_heard")
 
     def __init__(self) -> None:
-        # session -> when last heard; None: not yet, its clock starts at the next check (see reset)
-        self._last_heard: dict[int, float | None] = {}
+        self._last_heard: dict[int, float] = {}
         # session -> when its closing was proposed; re-proposed if still open much later (the proposal may be lost)
         self._closing: dict[int, float] = {}
 
-    def reset(self, session_ids: Iterable[int], now: float | None) -> None:
-        """Start over on becoming leader: every open session gets a fresh timeout from ``now``.
-
-        ``now`` None: the replica has no reading of its clock yet (a restarted member can lead before its first
-        tick, elected on a leadership transfer): each session's timeout then starts at the next check, which has a
-        reading. A made-up time would expire them all at once, or keep them for ever.
-        """
+    def reset(self, session_ids: Iterable[int], now: float) -> None:
+        """Start over on becoming leader: every open session gets a fresh timeout from ``now``."""
         self._last_heard = dict.fromkeys(session_ids, now)
         self._closing.clear()
 
@@ -36,9 +30,15 @@ class SessionTracker:
         if session_id in self._last_heard:
             self._last_heard[session_id] = now
 
-    def opened(self, session_id: int, now: float | None) -> None:
-        """A session was created (applied): its timeout runs from ``now`` (None: from the next check, see reset)."""
+    def opened(self, session_id: int, now: float) -> None:
+        """A session was created (applied): its timeout runs from ``now``."""
         self._last_heard[session_id] = now
+
+    def postpone(self, shift: float, now: float) -> None:
+        """The replica was not running for ``shift`` seconds (see Replica.tick): no session was silent then, as far
+        as this leader can tell, so every clock moves on by that much (never past ``now``)."""
+        for session_id, heard in self._last_heard.items():
+            self._last_heard[session_id] = min(heard + shift, now)
 
     def closed(self, session_id: int) -> None:
         """A session was closed (applied)."""

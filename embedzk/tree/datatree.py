@@ -210,10 +210,7 @@ def _new_node(data: bytes, meta: bytes, children: dict[str, Node] | None, acl: t
 
 def _rebuilt(node: Node, data: bytes, meta: bytes, children: dict[str, Node] | None) -> Node:
     """``node`` with new data, stat or children and the same ACL: how every change keeps a node's ACL."""
-    acl = node.acl
-    if acl is None:
-        return Node(data, meta, children)
-    return AclNode(data, meta, children, acl)
+    return _new_node(data, meta, children, node.acl)
 
 
 def _stat(node: Node) -> Stat:
@@ -401,6 +398,11 @@ class DataTree:
     def sessions(self) -> dict[int, tuple[str, int]]:
         """The open sessions: session id -> (owner, timeout in ms); a copy."""
         return dict(self._sessions)
+
+    def ephemeral_count(self) -> int:
+        """How many ephemeral znodes exist (ZooKeeper's ``zk_ephemerals_count``), in time proportional to the
+        sessions, not to their nodes."""
+        return sum(len(paths) for paths in self._ephemerals.values())
 
     def ephemerals(self, session_id: int) -> list[str]:
         """The paths of the ephemeral nodes that ``session_id`` owns, sorted."""

@@ -34,12 +34,11 @@ from embedzk.errors import (
     SessionExpiredError,
     UnimplementedError,
 )
-from embedzk._auth import add_identity
 from embedzk.model import WatchedEvent
 from embedzk.tree.acl import SUPER
 from embedzk.tree.txn import CreateSessionOp, MultiOp
 from embedzk.tree.watches import DirectWatcher
-from embedzk.zkserver import operations
+from embedzk.zkserver import fourletter, operations
 from embedzk.zkserver.operations import READS, WRITES, ClientIdentity, ReadContext
 from embedzk.zkwire import (
     FrameDecoder,
@@ -205,7 +204,7 @@ class ClientConnection(asyncio.Protocol):
             if len(self._head) < 4:
                 return
             data, self._head = self._head, b"\xff" * 4  # a word is recognised only in a connection's first 4 bytes
-            word = self.server.four_letter_word(data[:4])
+            word = fourletter.word_of(data[:4])
             if word is not None:
                 self.server.answer_four_letter_word(self, word)
                 return
@@ -542,7 +541,7 @@ class ClientConnection(asyncio.Protocol):
             transform=reply,
             errors_as_values=request.opcode == OpCode.MULTI,
             session_id=self.session_id,
-            ids=self.identity.ids(),
+            ids=self.identity.ids,
             future=fut,
         )
         self._when_done(start, lambda r: self._answer(slot, *r), self._failer(slot))
@@ -608,8 +607,7 @@ class ClientConnection(asyncio.Protocol):
         scheme = body.scheme or ""
         try:
             credential = bytes(body.auth or b"").decode("utf-8")
-            identity = self.identity
-            identity.added = add_identity(identity.added, scheme, credential, self.server.peer._super_digest)
+            self.identity.authenticate(scheme, credential, self.server.peer._super_digest)
         except (UnicodeDecodeError, AuthFailedError) as exc:
             # As ZooKeeper: the client is told AUTHFAILED and the connection closes.
             slot.close_after = f"auth failed: {exc}"

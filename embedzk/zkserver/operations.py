@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
+from embedzk._auth import add_identity
 from embedzk.errors import (
     BadArgumentsError,
     ConfigurationError,
@@ -148,21 +149,25 @@ _EMPTY_STAT: Final = ModelStat(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 class ClientIdentity:
     """Who a connection's client is: its address (its ``ip`` identity), and the identities its auth packets added."""
 
-    __slots__ = ("added", "host")
+    __slots__ = ("added", "host", "ids")
 
     def __init__(self, host: str) -> None:
         #: The client's IP address.
         self.host = host
         #: (scheme, id) pairs added by auth packets (a superuser's among them), in order.
         self.added: tuple[tuple[str, str], ...] = ()
+        #: Every identity of the client, for the ACL checks: its address, then the authenticated ones. Kept, not
+        #: rebuilt: every write and read of the connection carries it.
+        self.ids: tuple[tuple[str, str], ...] = (("ip", host),)
 
-    def ids(self) -> tuple[tuple[str, str], ...]:
-        """Every identity of the client, for the ACL checks: its address, then the authenticated ones."""
-        return (("ip", self.host), *self.added)
+    def authenticate(self, scheme: str, credential: str, super_digest: str | None) -> None:
+        """Add the identities an auth packet proves (AuthFailedError for one that proves none)."""
+        self.added = add_identity(self.added, scheme, credential, super_digest)
+        self.ids = (("ip", self.host), *self.added)
 
     def client_info(self) -> tuple[ClientInfo, ...]:
         """What whoAmI answers: the ip identity, then the authenticated ones (not the superuser marker)."""
-        return tuple(ClientInfo(scheme, ident) for scheme, ident in self.ids() if (scheme, ident) != SUPER)
+        return tuple(ClientInfo(scheme, ident) for scheme, ident in self.ids if (scheme, ident) != SUPER)
 
 
 def new_session_id() -> int:
@@ -369,7 +374,7 @@ class ReadContext:
         self.identity = identity
         self.config_text = config_text
         #: The requester's identities for the ACL checks.
-        self.ids: tuple[tuple[str, str], ...] = identity.ids()
+        self.ids = identity.ids
 
 
 def _reserved(path: str) -> bool:

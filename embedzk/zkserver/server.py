@@ -18,9 +18,12 @@ import socket
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from embedzk.errors import ConfigurationError
+from embedzk.tree.watches import WatchKind, WatchRegistry
+from embedzk.zkserver import fourletter
 from embedzk.zkserver.connection import ClientConnection
 from embedzk.zkserver.facts import ConnectionFacts, ServerFacts
 from embedzk.zkserver.settings import ClientSettings
@@ -29,7 +32,6 @@ if TYPE_CHECKING:
     from embedzk._loop import Loop
     from embedzk.peer import Peer
     from embedzk.replica import Replica
-    from embedzk.tree.watches import WatchRegistry
 
 log = logging.getLogger(__name__)
 
@@ -259,33 +261,21 @@ class ClientServer:
 
     # -- four-letter words --------------------------------------------------------------------------------------
 
-    def four_letter_word(self, prefix: bytes) -> str | None:
-        """The four-letter word a connection's first four bytes spell, if they spell one."""
-        from embedzk.zkserver import fourletter
-
-        return fourletter.word_of(prefix)
-
     def answer_four_letter_word(self, connection: ClientConnection, word: str) -> None:
-        """Answer ``word`` on ``connection`` and close it, as ZooKeeper does."""
-        from embedzk.zkserver import fourletter
-
+        """Answer ``word`` on ``connection`` and close it, as ZooKeeper does: the replica's figures are read on the
+        peer's loop, the rest (the connections, the data directory for ``dirs``) here, on this server's thread."""
         whitelist = self.settings.four_letter_words
 
-        def reply(facts: ServerFacts) -> None:
+        def reply(figures: dict[str, Any] | None) -> None:
             if connection.closed:
                 return
+            facts = self.facts(figures, data_dir_size=word == "dirs")
             connection.write(fourletter.answer(word, facts, whitelist).encode("utf-8"))
             connection.close()
 
-        try:
-            future = self.loop.call(self._replica_figures)
-        except Exception as exc:  # the peer is stopping: answer with what this thread knows
-            log.debug("four-letter word %s without the replica's figures: %s", word, exc)
-            reply(self.facts(None))
-            return
-        future.add_done_callback(
-            lambda f: connection.post(reply, self.facts(f.result() if f.exception() is None else None))
-        )
+        future: Future[Any] = Future()  # None for figures: the peer is stopping, answer with what is known here
+        future.add_done_callback(lambda f: connection.post(reply, f.result() if f.exception() is None else None))
+        self.loop.call(self._replica_figures, future=future)
 
     def _replica_figures(self) -> dict[str, Any]:
         replica = self.replica
@@ -293,18 +283,17 @@ class ClientServer:
         tree = replica.tree
         members = replica.members()
         stats["members"] = [(m.id, m.voter, m.leader, m.reachable, m.lag) for m in members]
-        stats["ephemerals"] = sum(len(tree.ephemerals(sid)) for sid in tree.sessions())
+        stats["ephemerals"] = tree.ephemeral_count()
         stats["watch_count"] = self.registry.count()
         watched: set[str] = set()
-        from embedzk.tree.watches import WatchKind
-
         for kind in WatchKind:
             watched |= self.registry.paths(kind)
         stats["watched_paths"] = len(watched)
         return stats
 
-    def facts(self, figures: dict[str, Any] | None) -> ServerFacts:
-        """This server's figures, with the replica's ``figures`` (None: unknown, the peer is stopping)."""
+    def facts(self, figures: dict[str, Any] | None, data_dir_size: bool = False) -> ServerFacts:
+        """This server's figures, with the replica's ``figures`` (None: unknown, the peer is stopping); on this
+        server's thread. ``data_dir_size``: walk the data directory for its size (only ``dirs`` prints it)."""
         figures = figures or {}
         members = figures.get("members", [])
         me = self.peer._member_key
@@ -384,7 +373,7 @@ class ClientServer:
                 "os.version": platform.release(),
                 "user.dir": os.getcwd(),
             },
-            data_dir_size=_dir_size(data_dir),
+            data_dir_size=_dir_size(data_dir) if data_dir_size else 0,
             open_file_descriptors=_open_fds(),
             max_file_descriptors=_max_fds(),
             read_only=leader is None,
