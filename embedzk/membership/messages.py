@@ -22,6 +22,8 @@ __all__ = [
     "FoundRefused",
     "FoundReject",
     "Founded",
+    "JoinChallenge",
+    "JoinProof",
     "JoinRefused",
     "JoinRequest",
     "LeaveRequest",
@@ -204,3 +206,29 @@ class MemberChangeResult:
     request: int
     error: str = ""
     done: bool = True
+
+
+@message(92)
+@dataclass(frozen=True, slots=True)
+class JoinChallenge:
+    """The leader asks joiner ``key`` to show that it is alive now, before it removes a member on its behalf
+    (protocol version 5, sent only to a joiner that speaks it). The joiner answers with a :class:`JoinProof`
+    carrying ``nonce``, sent to ``reply_to`` (the leader's address: a joiner may not know its key's route yet).
+
+    Sent to the address the join request named: a process that has stopped since it asked, whose request a
+    partition held back or the network replayed, cannot answer, and must not have a live member replaced by its
+    stale request (whoever listens at that address now is another member, and ignores a challenge for another
+    key)."""
+
+    key: str
+    nonce: int
+    reply_to: str
+
+
+@message(93)
+@dataclass(frozen=True, slots=True)
+class JoinProof:
+    """Joiner ``key`` answers a :class:`JoinChallenge`: it is alive, and listens where it said it does."""
+
+    key: str
+    nonce: int

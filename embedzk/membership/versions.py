@@ -16,21 +16,28 @@ Versions:
   ``members()`` on any peer reports what the leader sees (reachability and lag);
 * 4: ACLs: the transactions :class:`~embedzk.tree.txn.WithACL`, :class:`~embedzk.tree.txn.SetACLOp` and
   :class:`~embedzk.tree.txn.Authorized`, and the ACL records of snapshots, which a peer of version 3 cannot decode;
-  until every member speaks 4, a request that needs them is refused (UnimplementedError saying why).
+  until every member speaks 4, a request that needs them is refused (UnimplementedError saying why);
+* 5: :class:`~embedzk.membership.messages.JoinChallenge` and :class:`~embedzk.membership.messages.JoinProof`: before
+  the leader removes a member on behalf of a joiner that claims its id, a joiner that speaks 5 must answer a
+  challenge at the address it gave (a join request of a process gone since, delayed or replayed, cannot). These
+  pass between the leader and the joiner only, so the cluster's version does not matter; a joiner that speaks at
+  most 4 is replaced on its request alone, as before.
 """
 
 from __future__ import annotations
 
-__all__ = ["ACLS", "PROTOCOL_MAX", "PROTOCOL_MIN", "MEMBER_STATUS", "join_refusal", "check_range"]
+__all__ = ["ACLS", "JOIN_PROOF", "PROTOCOL_MAX", "PROTOCOL_MIN", "MEMBER_STATUS", "join_refusal", "check_range"]
 
 #: The oldest protocol version this build speaks.
 PROTOCOL_MIN = 2
 #: The newest protocol version this build speaks.
-PROTOCOL_MAX = 4
+PROTOCOL_MAX = 5
 #: The version from which the leader broadcasts MemberStatus.
 MEMBER_STATUS = 3
 #: The version from which ACLs may be replicated.
 ACLS = 4
+#: The version from which a joiner proves it is alive before a member is replaced on its behalf.
+JOIN_PROOF = 5
 
 
 def check_range(min_version: int, max_version: int) -> str | None:

@@ -14,9 +14,10 @@ A replica is in one of four phases (:class:`Phase`):
   driver decides what follows (a peer with seeds joins again as a new member, on a fresh disk).
 
 A fresh disk is always a new member: a peer that comes back on one under an old id joins with a new member key, and
-the leader removes the old key once it is sure the old process is gone (same address, or unreachable), then adds
-the new one; the autopilot gives it the old one's vote back once it has caught up. Two live processes claiming one
-id with different disks: the second is refused.
+the leader removes the old key once it is sure the old process is gone (same address, or unreachable) and the new
+one is alive (it answers a challenge at its address: a join request replayed from a process gone since must not
+replace a live member), then adds the new one; the autopilot gives it the old one's vote back once it has caught up.
+Two live processes claiming one id with different disks: the second is refused.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from embedzk.membership.messages import (
     FoundPromise,
     FoundRefused,
     FoundReject,
+    JoinChallenge,
+    JoinProof,
     JoinRefused,
     JoinRequest,
     LeaveRequest,
@@ -52,7 +55,7 @@ from embedzk.membership.messages import (
     Presence,
     Removed,
 )
-from embedzk.membership.versions import MEMBER_STATUS, PROTOCOL_MAX, PROTOCOL_MIN, join_refusal
+from embedzk.membership.versions import JOIN_PROOF, MEMBER_STATUS, PROTOCOL_MAX, PROTOCOL_MIN, join_refusal
 
 if TYPE_CHECKING:
     from embedzk.replica.replica import Replica
@@ -185,6 +188,10 @@ class Membership:
         self._versions: dict[str, tuple[int, int]] = {}
         self._wants_vote: set[str] = set()
         self._leaving: set[str] = set()
+        # Joiners challenged to show they are alive (key: nonce, when, their request), and those that did (key: when);
+        # each counts for the reach window.
+        self._challenges: dict[str, tuple[int, float, JoinRequest]] = {}
+        self._proven: dict[str, float] = {}
         self._jobs: dict[tuple[str, int], _Job] = {}
         self._proposed_cluster_id = False
         self._proposed_version = 0
@@ -318,6 +325,8 @@ class Membership:
                 self._lead(now)
         if self.announced:
             self._forget_announced(now)
+        if self._challenges or self._proven:
+            self._forget_proofs(now)
         self._retry_asked(now)
 
     def after_step(self) -> None:
@@ -359,6 +368,11 @@ class Membership:
             self._on_cluster_info(msg)
         elif isinstance(msg, JoinRequest):
             self._on_join_request(frm, msg)
+        elif isinstance(msg, JoinChallenge):
+            if msg.key == self.key and self.phase is Phase.JOINING and is_address(msg.reply_to):
+                self._replica.send(msg.reply_to, JoinProof(self.key, msg.nonce))
+        elif isinstance(msg, JoinProof):
+            self._on_join_proof(frm, msg)
         elif isinstance(msg, JoinRefused):
             if msg.key == self.key and self.phase is not Phase.MEMBER:
                 self.refusal = msg.reason
@@ -406,6 +420,8 @@ class Membership:
         self._heard = dict.fromkeys(members, now)
         self._since = dict.fromkeys(members, now)
         self._leaving = set()
+        self._challenges = {}
+        self._proven = {}
         self._proposed_cluster_id = False
         self._proposed_version = 0
         self._proposed_addresses = {}
@@ -505,6 +521,8 @@ class Membership:
                     ),
                 )
                 return
+            if req.max_version >= JOIN_PROOF and not self._alive(req):
+                return
             # The old process is gone for good (its disk with it): replace it, one change at a time.
             if self._propose(ConfChange(ConfChangeType.REMOVE, old)):
                 log.info("%s: %s came back on a new disk as %s: removing the old member", self.key, old, req.key)
@@ -513,6 +531,37 @@ class Membership:
             return
         if self._propose(ConfChange(ConfChangeType.ADD_LEARNER, req.key, req.address.encode())):
             log.info("%s: adding %s (at %s) as a learner", self.key, req.key, req.address)
+
+    def _alive(self, req: JoinRequest) -> bool:
+        """Whether joiner ``req.key`` answered a challenge lately; if not, challenge it (again) at its address."""
+        now = self._replica.now
+        proven = self._proven.get(req.key)
+        if proven is not None and now - proven <= self.reach_window:
+            return True
+        challenge = self._challenges.get(req.key)
+        if challenge is None or now - challenge[1] > self.reach_window:
+            # A nonce kept while the challenge is open: a joiner whose answers take longer than its requests'
+            # interval still answers the one that counts.
+            challenge = (self._rng.getrandbits(63), now, req)
+            self._challenges[req.key] = challenge
+        self._replica.send(req.address, JoinChallenge(req.key, challenge[0], self.config.address))
+        return False
+
+    def _on_join_proof(self, frm: str, proof: JoinProof) -> None:
+        challenge = self._challenges.get(frm)
+        if frm != proof.key or challenge is None or challenge[0] != proof.nonce or not self._replica.is_leader:
+            return
+        if self._replica.now - challenge[1] > self.reach_window:
+            return  # too late to say anything of now
+        del self._challenges[frm]
+        self._proven[frm] = self._replica.now
+        self._on_join_request(frm, challenge[2])
+
+    def _forget_proofs(self, now: float) -> None:
+        # A proof, and an open challenge, count for the reach window: an old answer says nothing of now.
+        window = self.reach_window
+        self._challenges = {k: c for k, c in self._challenges.items() if now - c[1] <= window}
+        self._proven = {k: at for k, at in self._proven.items() if now - at <= window}
 
     def _propose(self, change: ConfChange) -> bool:
         try:

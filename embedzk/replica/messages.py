@@ -17,6 +17,8 @@ from embedzk.membership.messages import (
     FoundPromise,
     FoundRefused,
     FoundReject,
+    JoinChallenge,
+    JoinProof,
     JoinRefused,
     JoinRequest,
     LeaveRequest,
@@ -174,6 +176,8 @@ class Bundle:
         | ClusterInfo
         | JoinRequest
         | JoinRefused
+        | JoinChallenge
+        | JoinProof
         | Presence
         | Removed
         | MemberStatus

@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 TICK = 0.01
 #: The nodes' election timeout in ticks (so 0.1 s, randomized up to 0.2 s).
 ELECTION_TICK = 10
+#: Virtual seconds the liveness probes after healing get to be answered (their requests time out half a second
+#: sooner), and how many more rounds a member that is still catching up gets.
+PROBE_WINDOW = 2.5
+CATCH_UP_ROUNDS = 4
 
 
 class SimulationFailure(AssertionError):
@@ -499,6 +503,8 @@ class Simulation:
         self.calls: list[Call] = []
         self._waiting: dict[tuple[str, int], tuple[Call, Callable[[Call], None]]] = {}
         self._request_ids = 0
+        # What each node had applied when the last liveness probes were sent.
+        self._applied_at_probe: dict[str, int] = {}
         self._watch_ids = 0
         self._followups: dict[int, tuple[str, tuple[Any, ...], str]] = {}
         self.faults: list[str] = []
@@ -1014,24 +1020,17 @@ class Simulation:
         members = set(leader_replica.conf_state().members())
         probes: list[tuple[SimNode, str, tuple[Any, ...]]] = [(self.nodes[leader], "create", ("/k0", b"probe"))]
         probes += [(node, "sync_get", ("/k0",)) for node in self.nodes.values() if node.up and node.id in members]
-        for number, (node, kind, args) in enumerate(probes):
-            replica = node.replica
-            assert replica is not None
-            self._request_ids += 1
-            call = Call(-1 - number, kind, args, self.now, node.name)
-            self.calls.append(call)
-            then = answered.append if kind != "sync_get" else functools.partial(self._probe_read, answered)
-            self._waiting[(node.id, self._request_ids)] = (call, then)
-            if kind == "sync_get":
-                replica.sync(self._request_ids, 2.0)
-            else:
-                call.request = (node.id, self._request_ids)
-                immediate = replica.submit(self._request_ids, to_op(kind, args), 2.0)
-                if immediate is not None:
-                    self.complete(node, immediate)
-            node.pump()
-        self._run_until(now + 2.5)
-        stuck = [c for c in self.calls[-len(probes):] if c.ret is None]
+        stuck = self._probe(probes, answered, now)
+        # A member far behind on a slow link, with the small messages and short pipeline some runs configure, may
+        # need longer than one round to catch up: it is making progress while what it applied grows. Ask such a
+        # member again, a bounded number of times; a member that applied nothing new in a round is stuck.
+        for _round in range(CATCH_UP_ROUNDS):
+            if not stuck or any(c.kind != "sync_get" for c in stuck):
+                break
+            nodes = [self.nodes[c.node.partition("#")[0]] for c in stuck]
+            if not all(n.replica is not None and n.replica.applied > self._applied_at_probe[n.id] for n in nodes):
+                break
+            stuck = self._probe([(n, "sync_get", ("/k0",)) for n in nodes], answered, self.now)
         if stuck:
             self.fail(f"no progress after healing: {[(c.kind, c.node) for c in stuck]} got no answer")
         # Every member holds an open session once healed (sessions lost in faults are opened again), and no
@@ -1049,6 +1048,30 @@ class Simulation:
                         f"stale session left open: {session_id:#x} of {owner}, whose process now holds "
                         f"{holder.replica.session_id}"
                     )
+
+    def _probe(self, probes: list[tuple[SimNode, str, tuple[Any, ...]]], answered: list[Call], now: float) -> list[Call]:
+        """Send each probe (a write, or a sync and a read) and give them PROBE_WINDOW seconds: the calls that got
+        no answer. Notes what each node had applied when asked (``_applied_at_probe``)."""
+        self._applied_at_probe.clear()
+        for number, (node, kind, args) in enumerate(probes):
+            replica = node.replica
+            assert replica is not None
+            self._applied_at_probe[node.id] = replica.applied
+            self._request_ids += 1
+            call = Call(-1 - number, kind, args, self.now, node.name)
+            self.calls.append(call)
+            then = answered.append if kind != "sync_get" else functools.partial(self._probe_read, answered)
+            self._waiting[(node.id, self._request_ids)] = (call, then)
+            if kind == "sync_get":
+                replica.sync(self._request_ids, PROBE_WINDOW - 0.5)
+            else:
+                call.request = (node.id, self._request_ids)
+                immediate = replica.submit(self._request_ids, to_op(kind, args), PROBE_WINDOW - 0.5)
+                if immediate is not None:
+                    self.complete(node, immediate)
+            node.pump()
+        self._run_until(now + PROBE_WINDOW)
+        return [c for c in self.calls[-len(probes):] if c.ret is None]
 
     def _probe_read(self, answered: list[Call], call: Call) -> None:
         node = self.nodes[call.node.partition("#")[0]]
