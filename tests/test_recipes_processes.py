@@ -250,6 +250,7 @@ def test_election_across_processes(procs: list[RecipeWorker], path: str) -> None
         wait_for(lambda n=n, w=w: len(children(w, path)) == n)
     first = procs[0].next_event("leader")
     assert first["pid"] == procs[0].pid
+    procs[1].peer("sync")  # contenders() reads procs[1]'s own replica: the third candidate was waited for on procs[2]
     assert procs[1].do("e", "contenders") == ["w0", "w1", "w2"]
     procs[0].call("abdicate", name="e")
     assert runs[0].result(10) is True
