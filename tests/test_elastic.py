@@ -156,6 +156,25 @@ def test_a_leaving_voter_hands_its_seat_over_first(fleet: _Fleet) -> None:
     wait_until(lambda: len(_voters(leader)) == 3 and "w1" in _voters(leader), 10)
 
 
+def test_seeds_back_on_fresh_disks_join_the_cluster_that_moved_away_from_them(fleet: _Fleet) -> None:
+    # Crash-heavy seed 26235: every seed address lost its member (one left, two lost their disks) while the cluster
+    # lived on among the workers; two seeds back on fresh disks, a majority of the seeds, heard nobody at the seed
+    # addresses and founded a second cluster. The leader now tells the seed addresses that the cluster exists.
+    fleet.start("s0", "s1", "s2")
+    fleet.start("w1", "w2", "w3")
+    cluster = fleet.peers["s0"].stats()["cluster_uuid"]
+    fleet.peers["s0"].create("/before", b"1")
+    for seed in ("s0", "s1", "s2"):
+        time.sleep(0.5)  # the workers become stable, so that each seat can be handed over
+        fleet.peers[seed].stop(leave=True)
+        survivor = fleet.peers["w1"]
+        wait_until(lambda: seed not in survivor.members() and len(_voters(survivor)) == 3, 10, what=f"{seed} gone")
+    s0, s1 = fleet.start("s0", "s1")  # data_dir None: fresh disks, at two of the three seed addresses
+    assert s0.stats()["cluster_uuid"] == cluster and s1.stats()["cluster_uuid"] == cluster
+    s1.sync()
+    assert s1.get("/before")[0] == b"1"
+
+
 def test_the_leader_can_leave_too(fleet: _Fleet) -> None:
     fleet.start("s0", "s1", "s2")
     fleet.start("w1")

@@ -265,7 +265,7 @@ MUTANTS = [
     Mutant("sync one entry early", sync_one_entry_early, r"sync returned early|stale read"),
     Mutant("uncommitted entry applied", uncommitted_entry_applied, r"applied there elsewhere"),
     Mutant("stale snapshot installed", stale_snapshot_installed,
-           r"stale snapshot installed|went back|stale read|sync returned early", profile="crash-heavy"),
+           r"stale snapshot installed|went back|past the commit index|stale read|sync returned early", profile="crash-heavy"),
     Mutant("unsynced tail lost on a crash", unsynced_tail_lost, r"acknowledged entries lost", profile="crash-heavy"),
     Mutant("session expired early", session_expired_early, r"session expired early"),
     Mutant("two membership changes in flight", two_membership_changes, r"two membership changes in flight",

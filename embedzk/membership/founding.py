@@ -23,7 +23,8 @@ What no protocol can prevent: a founding is remembered only on the disks of thos
 of the founders come up on fresh disks while every disk that remembers the cluster is down, they cannot know and
 found a second cluster. A founder that can reach any member of the existing cluster joins it instead: a fresh
 founder first *listens* for a while (it asks every founder, and a member answers any founding message with
-:class:`ClusterInfo`) before it promises or accepts anything, and a founder that learnt of a cluster answers every
+:class:`ClusterInfo`, and the leader sends one to every founder address a few times in that while, members there or
+not) before it promises or accepts anything, and a founder that learnt of a cluster answers every
 founding request with what it learnt, so that a fresh founder cut off from the members cannot make a majority with
 it either.
 

@@ -181,6 +181,7 @@ class Membership:
         self._last_presence = -1e9
         self._last_status = -1e9
         self._last_invite = -1e9
+        self._last_beacon = -1e9
         self.leaving = False
         # The leader's knowledge of the members (reset when it becomes leader).
         self._heard: dict[str, float] = {}
@@ -322,6 +323,9 @@ class Membership:
                 self._last_presence = now
                 self._announce()
             if replica.is_leader:
+                if now - self._last_beacon >= self.reach_window / 4:
+                    self._last_beacon = now
+                    self._beacon()
                 self._lead(now)
         if self.announced:
             self._forget_announced(now)
@@ -451,6 +455,17 @@ class Membership:
         addresses = {key: replica.address_of(key) for key in members}
         lead = replica.lead or ""
         return ClusterInfo(replica.cluster_uuid or self.record.cluster_uuid, lead, addresses, replica.cluster_version)
+
+    def _beacon(self) -> None:
+        # The leader tells every founder address that the cluster exists, members or not. A founder only learns
+        # of the cluster from whoever listens at a founder address, and the members there may all be gone (left,
+        # or replaced after losing their disks) while the cluster lives on elsewhere: a majority of founders back
+        # on fresh disks would then found a second cluster. A fresh founder listens for two election timeouts
+        # before it promises anything; this comes four times in that while. A member at the address ignores it.
+        info = self.cluster_info()
+        for address in self.config.founders:
+            if address != self.config.address:
+                self._replica.send(address, info)
 
     def _on_cluster_info(self, info: ClusterInfo) -> None:
         if self.phase not in (Phase.FOUNDING, Phase.JOINING):
