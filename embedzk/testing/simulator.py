@@ -1053,12 +1053,13 @@ class Simulation:
         """Send each probe (a write, or a sync and a read) and give them PROBE_WINDOW seconds: the calls that got
         no answer. Notes what each node had applied when asked (``_applied_at_probe``)."""
         self._applied_at_probe.clear()
-        for number, (node, kind, args) in enumerate(probes):
+        for node, kind, args in probes:
             replica = node.replica
             assert replica is not None
             self._applied_at_probe[node.id] = replica.applied
             self._request_ids += 1
-            call = Call(-1 - number, kind, args, self.now, node.name)
+            # Each probe is a client of its own (negative: the workload's are not), also across rounds.
+            call = Call(-1 - len(self.calls), kind, args, self.now, node.name)
             self.calls.append(call)
             then = answered.append if kind != "sync_get" else functools.partial(self._probe_read, answered)
             self._waiting[(node.id, self._request_ids)] = (call, then)
