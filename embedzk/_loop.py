@@ -99,6 +99,8 @@ class Loop:
         self._wake_pending = False
         # Calls still queued after an iteration took its share: the next iteration does not wait for frames.
         self._calls_left = False
+        # Output the replica has ready that the last iteration left for the next (see _pump).
+        self._pump_left = False
         self._waiting: dict[int, _Waiting] = {}
         # Request ids start at a random point: the leader drops a forwarded request whose (origin, id) it already
         # proposed in the current term, and a peer restarted within one term must not look like its own copy.
@@ -217,17 +219,21 @@ class Loop:
     def _run(self) -> None:
         next_tick = time.monotonic()
         replica = self.replica
+        # How long taking calls, and draining the replica, may go on before the loop looks at the network and the
+        # clock again: a leader must tick (and send heartbeats) well within an election timeout however much work
+        # is queued.
+        budget = self.tick_interval
         try:
             self._pump()
             while self._running:
                 now = time.monotonic()
-                # Queued calls, or the replica's own work in slices (a snapshot being installed): look for frames
-                # without waiting, then go on with the work.
-                idle = not (self._calls_left or replica.busy)
+                # Queued calls, the replica's own work in slices (a snapshot being installed), or output not drained
+                # yet: look for frames without waiting, then go on with the work.
+                idle = not (self._calls_left or replica.busy or self._pump_left)
                 frames = self.transport.receive(max(0.0, next_tick - now) if idle else 0.0)
                 for frm, frame in frames:
                     self._receive(frm, frame)
-                self._run_calls()
+                self._run_calls(time.monotonic() + budget)
                 if replica.busy:
                     replica.work()
                 now = time.monotonic()
@@ -236,7 +242,7 @@ class Loop:
                     next_tick += self.tick_interval
                     if next_tick < now:  # we fell behind (a long stall): don't tick in a burst to catch up
                         next_tick = now + self.tick_interval
-                self._pump()
+                self._pump(time.monotonic() + budget)
         except BaseException as exc:  # the loop must never die silently: whoever waits is told
             self.crashed = exc
             log.exception("the peer's loop thread failed")
@@ -263,12 +269,15 @@ class Loop:
             return
         self.replica.receive(frm, msg)
 
-    def _run_calls(self) -> None:
+    def _run_calls(self, deadline: float) -> None:
         self._wake_pending = False
         self._calls_left = False
         get = self._calls.get_nowait
         replica = self.replica
+        clock = time.monotonic
         for _ in range(_CALLS_PER_ITERATION):
+            if clock() >= deadline:
+                break  # large calls (transactions of many operations): the rest in the next iteration
             try:
                 item = get()
             except queue.Empty:
@@ -297,10 +306,16 @@ class Loop:
                 self._complete(immediate)
         self._calls_left = True
 
-    def _pump(self) -> None:
+    def _pump(self, deadline: float | None = None) -> None:
+        """Drain the replica's output, ready by ready; with a ``deadline``, stop after the ready that passes it
+        (``_pump_left`` says whether output is left for the next iteration)."""
         replica = self.replica
         storage = self.storage
+        self._pump_left = False
         while replica.has_ready():
+            if deadline is not None and time.monotonic() >= deadline:
+                self._pump_left = True
+                return
             rd = replica.ready()
             if rd.record is not None:
                 storage.save_member_record(rd.record)

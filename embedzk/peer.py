@@ -85,6 +85,11 @@ WatchFn = Callable[[WatchedEvent], Any]
 
 #: Seconds the first static voters to start wait for the other configured voters before founding without them.
 STATIC_FOUNDING_GRACE = 3.0
+#: Bytes of committed entries the loop applies between two looks at the network: about 50 to 100 ms of applying.
+#: A backlog (a bulk load of large transactions, a follower catching up) is applied in such slices, so that the
+#: loop ticks and answers in between; applied at once, a leader's backlog outlasted the 0.3 s election timeout and
+#: cost it its leadership in the middle of a bulk load of a million znodes.
+APPLY_BYTES_PER_READY = 1 << 20
 
 
 def _release(storage: Storage, transport: Transport) -> None:
@@ -514,6 +519,7 @@ class Peer(PeerRecipes):
                 session_timeout=self.session_timeout,
                 snapshot_entries=self._snapshot_entries,
                 max_data_bytes=self._max_data_bytes,
+                max_committed_bytes_per_ready=APPLY_BYTES_PER_READY,
                 no_leader_timeout=self.no_leader_timeout,
                 # A disk bootstrapped by hand names members by their ids: the static map is where they are.
                 addresses=dict(self._peers) if record.key == self.id else {},

@@ -127,6 +127,10 @@ class ReplicaConfig:
     max_data_bytes: int = 1 << 20
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
+    #: The most bytes of committed entries one ready hands out to apply (None: no bound): what bounds one
+    #: iteration of the driver's loop while a backlog is applied, so that it ticks (and a leader sends heartbeats)
+    #: in between.
+    max_committed_bytes_per_ready: int | None = 64 << 20
     pre_vote: bool = True
     check_quorum: bool = True
     #: How often the leader looks for containers and TTL nodes to reap.
@@ -248,6 +252,7 @@ class Replica:
                 heartbeat_tick=config.heartbeat_tick,
                 max_size_per_msg=config.max_size_per_msg,
                 max_inflight_msgs=config.max_inflight_msgs,
+                max_committed_bytes_per_ready=config.max_committed_bytes_per_ready,
                 pre_vote=config.pre_vote,
                 check_quorum=config.check_quorum,
                 applied=meta.index,
