@@ -307,7 +307,7 @@ class Loop:
         self._calls_left = True
 
     def _pump(self, deadline: float | None = None) -> None:
-        """Drain the replica's output, ready by ready; with a ``deadline``, stop after the ready that passes it
+        """Drain the replica's output, ready by ready; with a ``deadline``, start no new ready once it has passed
         (``_pump_left`` says whether output is left for the next iteration)."""
         replica = self.replica
         storage = self.storage
