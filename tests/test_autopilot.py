@@ -104,3 +104,15 @@ def test_a_learner_gone_silent_is_not_counted_stable_while_it_still_passes_for_r
     learner = next(v for v in membership._views(1.2) if v.key == "l")
     assert learner.reachable  # 0.9 s since its last message, within the window
     assert learner.stable_for == pytest.approx(0.3)  # not 1.2: it was never seen stable after 0.3
+
+
+def test_a_learner_that_never_acknowledged_anything_is_not_promoted() -> None:
+    # Churn seed 15988: a join request of a worker gone for good, replayed by the network, made the leader add it as
+    # a learner; as a static voter's replacement it wanted its seat back "once caught up", and with a log shorter
+    # than max_lag a learner that had acknowledged nothing passed for caught up: promoted 9 ms after it was added, a
+    # dead voter, and with another voter dead the configuration had no quorum left.
+    replacement = up("d", voter=False, lag=10, stable=0.0, wants_vote=True, acknowledged=False)
+    members = [up("a"), up("b"), down("c", for_=1.0), replacement]
+    assert next_change("a", members, STATIC) is None
+    acknowledged = up("d", voter=False, lag=10, stable=0.0, wants_vote=True)
+    assert next_change("a", [up("a"), up("b"), down("c", for_=1.0), acknowledged], STATIC) == ConfChange(P, "d")

@@ -55,6 +55,10 @@ class MemberView:
     wants_vote: bool = False
     #: Stopping with ``leave=True``.
     leaving: bool = False
+    #: It has acknowledged an entry of this leader's (its Raft progress matched something). A learner that never
+    #: did is not caught up, however short the log: it may be a process gone since it asked to join, whose request
+    #: the network replayed.
+    acknowledged: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,7 @@ def next_change(leader: str, members: Sequence[MemberView], policy: AutopilotPol
 
 def _ready(m: MemberView, policy: AutopilotPolicy) -> bool:
     stable = m.wants_vote or m.stable_for >= policy.stabilization
-    return m.reachable and not m.leaving and m.lag <= policy.max_lag and stable
+    return m.reachable and not m.leaving and m.acknowledged and m.lag <= policy.max_lag and stable
 
 
 def _promote(m: MemberView) -> ConfChange:

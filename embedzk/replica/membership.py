@@ -681,6 +681,7 @@ class Membership:
                     lag=lag,
                     wants_vote=key in self._wants_vote,
                     leaving=key in self._leaving,
+                    acknowledged=key == self.key or (progress is not None and progress.match > 0),
                 )
             )
         return views
