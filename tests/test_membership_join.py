@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,52 +11,14 @@ from embedzk.membership.identity import MemberRecord
 from embedzk.membership.messages import JoinChallenge, JoinProof, JoinRefused, JoinRequest
 from embedzk.membership.versions import JOIN_PROOF
 from embedzk.replica.membership import Membership, MembershipConfig, Phase
+from tests.membership_standin import LEADER, W1, ReplicaStandIn
 
-LEADER = "s0@aaaaaaaaaaaa"
-OLD = "w1@bbbbbbbbbbbb"  # the member the worker w1 is now, at sim://w1
+OLD = W1  # the member the worker w1 is now, at sim://w1
 GONE = "w1@cccccccccccc"  # an earlier (or later) process of w1, on another disk
 
 
-@dataclass
-class _Replica:
-    """What Membership asks of a replica, for a leader whose log holds LEADER and OLD."""
-
-    id: str = LEADER
-    now: float = 100.0
-    term: int = 3
-    cluster_version: int = JOIN_PROOF
-    removed_keys: set[str] = field(default_factory=set)
-    sent: list[tuple[str, Any]] = field(default_factory=list)
-    proposed: list[ConfChange] = field(default_factory=list)
-    addresses: dict[str, str] = field(default_factory=lambda: {LEADER: "sim://s0", OLD: "sim://w1"})
-    config: Any = field(default_factory=lambda: SimpleNamespace(tick_interval=0.01, election_tick=10))
-
-    is_leader = True
-
-    @property
-    def lead(self) -> str:
-        return self.id
-
-    @property
-    def node(self) -> _Replica:
-        return self
-
-    def status(self) -> Any:
-        conf = ConfState(voters=(LEADER,), learners=(OLD,))
-        return SimpleNamespace(conf_state=conf, log_conf_state=conf)
-
-    def propose_conf_change(self, change: ConfChange) -> None:
-        self.proposed.append(change)
-
-    def send(self, to: str, msg: Any) -> None:
-        self.sent.append((to, msg))
-
-    def address_of(self, key: str) -> str:
-        return self.addresses[key]
-
-
-def _leader() -> tuple[Membership, _Replica]:
-    replica = _Replica()
+def _leader() -> tuple[Membership, ReplicaStandIn]:
+    replica = ReplicaStandIn(cluster_version=JOIN_PROOF)
     membership = Membership(replica, MembershipConfig(address="sim://s0"), MemberRecord(LEADER), random.Random(7))  # type: ignore[arg-type]
     assert membership.phase is Phase.MEMBER
     membership.became_leader()
@@ -94,7 +55,7 @@ def test_a_stale_join_of_a_process_gone_since_never_removes_the_live_member_at_i
     nonces = {msg.nonce for _to, msg in replica.sent if isinstance(msg, JoinChallenge)}
     assert len(nonces) == 1  # one challenge open at a time, sent again with each request
     # The member at that address is another process: it does not answer a challenge for another key.
-    member = Membership(_Replica(id=OLD), MembershipConfig(address="sim://w1"), MemberRecord(OLD), random.Random(1))  # type: ignore[arg-type]
+    member = Membership(ReplicaStandIn(id=OLD), MembershipConfig(address="sim://w1"), MemberRecord(OLD), random.Random(1))  # type: ignore[arg-type]
     outbox: list[tuple[str, Any]] = member._replica.sent  # type: ignore[attr-defined]
     member.receive(LEADER, JoinChallenge(GONE, nonces.pop(), "sim://s0"))
     assert outbox == []
@@ -110,7 +71,7 @@ def test_a_proof_counts_for_the_reach_window_only() -> None:
 
 
 def test_a_joiner_answers_a_challenge_for_its_own_key_at_the_address_given() -> None:
-    joiner = _Replica(id=GONE)
+    joiner = ReplicaStandIn(id=GONE)
     membership = Membership(joiner, MembershipConfig(address="sim://w1", contacts=("sim://s0",)), MemberRecord(GONE), random.Random(1))  # type: ignore[arg-type]
     joiner.status = lambda: SimpleNamespace(conf_state=ConfState(), log_conf_state=ConfState())  # type: ignore[method-assign]
     membership.phase = Phase.JOINING

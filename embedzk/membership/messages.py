@@ -1,6 +1,6 @@
 """What peers say to each other about membership: founding a cluster, joining it, leaving it, being there.
 
-These travel in frames like every other message (codec tags 72-87). Founding messages go between founders by
+These travel in frames like every other message (codec tags 72-87 and 92-95). Founding messages go between founders by
 address, because a founder does not know the others' member keys before the founding; replies go to the address
 the request carries. The rest are addressed by member key, except a joiner's first requests, which go to the seed
 or member addresses it was configured with.
@@ -27,6 +27,8 @@ __all__ = [
     "JoinRefused",
     "JoinRequest",
     "LeaveRequest",
+    "LivenessEcho",
+    "LivenessProbe",
     "MemberChange",
     "MemberChangeResult",
     "MemberStatus",
@@ -232,3 +234,27 @@ class JoinProof:
 
     key: str
     nonce: int
+
+
+@message(94)
+@dataclass(frozen=True, slots=True)
+class LivenessProbe:
+    """The leader of ``term`` asks a member to show that it is alive now (protocol version 6, sent only to a member
+    that speaks it). The member answers with a :class:`LivenessEcho` of the same ``term`` and ``seq``.
+
+    The leader judges a member reachable only by echoes of its own probes, dated when the probe was sent: any other
+    frame may be a copy of one sent before the member died, which a slow or replaying network delivers late (an
+    echo of an old probe is dated by that probe, so it says nothing of now). ``(term, seq)`` names a probe once:
+    a member leads at most once per term, and counts its probes up within it."""
+
+    term: int
+    seq: int
+
+
+@message(95)
+@dataclass(frozen=True, slots=True)
+class LivenessEcho:
+    """A member answers the :class:`LivenessProbe` of ``term`` numbered ``seq``."""
+
+    term: int
+    seq: int

@@ -21,23 +21,30 @@ Versions:
   the leader removes a member on behalf of a joiner that claims its id, a joiner that speaks 5 must answer a
   challenge at the address it gave (a join request of a process gone since, delayed or replayed, cannot). These
   pass between the leader and the joiner only, so the cluster's version does not matter; a joiner that speaks at
-  most 4 is replaced on its request alone, as before.
+  most 4 is replaced on its request alone, as before;
+* 6: :class:`~embedzk.membership.messages.LivenessProbe` and :class:`~embedzk.membership.messages.LivenessEcho`:
+  the leader judges a member that speaks 6 reachable only by its echoes of the leader's probes, never by any other
+  frame, which may be a late copy of one sent before the member died (crash-heavy seed 32920: a replayed frame made
+  a dead learner look alive, and the autopilot gave it a vote). These pass between the leader and one member, so
+  the cluster's version does not matter; a member that speaks at most 5 is judged by any frame from it, as before.
 """
 
 from __future__ import annotations
 
-__all__ = ["ACLS", "JOIN_PROOF", "PROTOCOL_MAX", "PROTOCOL_MIN", "MEMBER_STATUS", "join_refusal", "check_range"]
+__all__ = ["ACLS", "JOIN_PROOF", "LIVENESS_PROBES", "PROTOCOL_MAX", "PROTOCOL_MIN", "MEMBER_STATUS", "join_refusal", "check_range"]
 
 #: The oldest protocol version this build speaks.
 PROTOCOL_MIN = 2
 #: The newest protocol version this build speaks.
-PROTOCOL_MAX = 5
+PROTOCOL_MAX = 6
 #: The version from which the leader broadcasts MemberStatus.
 MEMBER_STATUS = 3
 #: The version from which ACLs may be replicated.
 ACLS = 4
 #: The version from which a joiner proves it is alive before a member is replaced on its behalf.
 JOIN_PROOF = 5
+#: The version from which the leader judges a member's liveness by echoes of its probes only.
+LIVENESS_PROBES = 6
 
 
 def check_range(min_version: int, max_version: int) -> str | None:

@@ -49,13 +49,22 @@ from embedzk.membership.messages import (
     JoinRefused,
     JoinRequest,
     LeaveRequest,
+    LivenessEcho,
+    LivenessProbe,
     MemberChange,
     MemberChangeResult,
     MemberStatus,
     Presence,
     Removed,
 )
-from embedzk.membership.versions import JOIN_PROOF, MEMBER_STATUS, PROTOCOL_MAX, PROTOCOL_MIN, join_refusal
+from embedzk.membership.versions import (
+    JOIN_PROOF,
+    LIVENESS_PROBES,
+    MEMBER_STATUS,
+    PROTOCOL_MAX,
+    PROTOCOL_MIN,
+    join_refusal,
+)
 
 if TYPE_CHECKING:
     from embedzk.replica.replica import Replica
@@ -189,6 +198,11 @@ class Membership:
         self._versions: dict[str, tuple[int, int]] = {}
         self._wants_vote: set[str] = set()
         self._leaving: set[str] = set()
+        # The leader's liveness probes of this term (protocol 6): their numbers, and when each was sent (kept for the
+        # reach window: an echo of an older one would say nothing of now).
+        self._probe_seq = 0
+        self._probes: dict[int, float] = {}
+        self._last_probe = -1e9
         # Joiners challenged to show they are alive (key: nonce, when, their request), and those that did (key: when);
         # each counts for the reach window.
         self._challenges: dict[str, tuple[int, float, JoinRequest]] = {}
@@ -377,6 +391,11 @@ class Membership:
                 self._replica.send(msg.reply_to, JoinProof(self.key, msg.nonce))
         elif isinstance(msg, JoinProof):
             self._on_join_proof(frm, msg)
+        elif isinstance(msg, LivenessProbe):
+            if self.phase is not Phase.REMOVED:
+                self._replica.send(frm, LivenessEcho(msg.term, msg.seq))
+        elif isinstance(msg, LivenessEcho):
+            self._on_liveness_echo(frm, msg)
         elif isinstance(msg, JoinRefused):
             if msg.key == self.key and self.phase is not Phase.MEMBER:
                 self.refusal = msg.reason
@@ -401,12 +420,28 @@ class Membership:
             return False
         return True
 
-    def heard(self, key: str, now: float) -> None:
-        """Any message came from ``key``: it is reachable (the leader's view)."""
+    def frame_from(self, key: str, now: float) -> None:
+        """A frame came from ``key`` (the leader's view). For a member that answers liveness probes this says
+        nothing: the frame may be a late copy of one sent before it died. For one that does not, it is all there is."""
+        if not self._probed(key):
+            self.heard(key, now)
+
+    def heard(self, key: str, at: float) -> None:
+        """``key`` was alive at ``at`` (the leader's view). Evidence may come late and out of order: the latest wins,
+        and a member whose evidence had lapsed for the reach window starts its stability over."""
         last = self._heard.get(key)
-        if last is None or now - last > self.reach_window:
-            self._since[key] = now
-        self._heard[key] = now
+        if last is None or at - last > self.reach_window:
+            self._since[key] = at
+        if last is None or at > last:
+            self._heard[key] = at
+
+    def _probed(self, key: str) -> bool:
+        # Whether the leader judges ``key`` by echoes of its probes alone: every member speaks protocol 6, or this
+        # one told us it does.
+        return (
+            self._replica.cluster_version >= LIVENESS_PROBES
+            or self._versions.get(key, (0, 0))[1] >= LIVENESS_PROBES
+        )
 
     def postpone(self, shift: float, now: float) -> None:
         """The replica was not running for ``shift`` seconds (see Replica.tick): the members' silence then is its
@@ -423,6 +458,9 @@ class Membership:
         members = self._replica.node.status().log_conf_state.members()
         self._heard = dict.fromkeys(members, now)
         self._since = dict.fromkeys(members, now)
+        self._probe_seq = 0
+        self._probes = {}
+        self._last_probe = -1e9
         self._leaving = set()
         self._challenges = {}
         self._proven = {}
@@ -519,7 +557,7 @@ class Membership:
             return
         self.announced[req.key] = (req.address, replica.now)
         self.routes_changed = True
-        self.heard(req.key, replica.now)
+        self.frame_from(req.key, replica.now)
         name = user_id(req.key)
         for old in members:
             if old == req.key or user_id(old) != name:
@@ -637,6 +675,9 @@ class Membership:
             cluster = self.record.cluster_uuid or str(_uuid4(self._rng))
             if replica.propose_cluster_command_id(cluster):
                 self._proposed_cluster_id = True
+        if now - self._last_probe >= self.reach_window / 6:
+            self._last_probe = now
+            self._probe(now)
         self._record_addresses()
         self._raise_version()
         self._run_jobs(now)
@@ -647,6 +688,28 @@ class Membership:
         if replica.cluster_version >= MEMBER_STATUS and now - self._last_status >= PRESENCE_INTERVAL:
             self._last_status = now
             self._broadcast_status(now)
+
+    def _probe(self, now: float) -> None:
+        # Ask every member that answers probes to show it is alive now; forget probes too old to say so.
+        replica = self._replica
+        window = self.reach_window
+        self._probes = {seq: at for seq, at in self._probes.items() if now - at <= window}
+        probed = [
+            key for key in replica.node.status().log_conf_state.members() if key != self.key and self._probed(key)
+        ]
+        if not probed:
+            return
+        self._probe_seq += 1
+        self._probes[self._probe_seq] = now
+        probe = LivenessProbe(replica.term, self._probe_seq)
+        for key in probed:
+            replica.send(key, probe)
+
+    def _on_liveness_echo(self, frm: str, echo: LivenessEcho) -> None:
+        # Dated when the probe left, not when the echo came: a late echo says nothing of the time in between.
+        sent = self._probes.get(echo.seq)
+        if sent is not None and self._replica.is_leader and echo.term == self._replica.term:
+            self.heard(frm, sent)
 
     def _policy(self) -> AutopilotPolicy:
         config = self.config
@@ -665,7 +728,11 @@ class Membership:
         commit = status.commit
         views = []
         for key in conf.members():
-            heard = self._heard.get(key, now)
+            if key not in self._heard:
+                # A member new to this leader (added since it took over) gets the same fresh start as the others
+                # did then: judged from now on, stable from now on.
+                self._heard[key] = self._since[key] = now
+            heard = self._heard[key]
             reachable = key == self.key or now - heard <= self.reach_window
             progress = status.progress.get(key)
             lag = 0 if key == self.key or progress is None else max(0, commit - progress.match)

@@ -22,6 +22,8 @@ from embedzk.membership.messages import (
     JoinRefused,
     JoinRequest,
     LeaveRequest,
+    LivenessEcho,
+    LivenessProbe,
     MemberChange,
     MemberChangeResult,
     MemberStatus,
@@ -178,6 +180,8 @@ class Bundle:
         | JoinRefused
         | JoinChallenge
         | JoinProof
+        | LivenessProbe
+        | LivenessEcho
         | Presence
         | Removed
         | MemberStatus

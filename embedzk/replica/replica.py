@@ -437,7 +437,7 @@ class Replica:
         """A message from replica ``frm`` (as the transport vouches). Anything unexpected is dropped with a log
         line, never raised."""
         if self.is_leader:
-            self.membership.heard(frm, self._now)
+            self.membership.frame_from(frm, self._now)
         if isinstance(msg, Message):
             if msg.to != self.id or msg.frm != frm:
                 log.debug("%s: dropping a message from %s claiming to be from %s to %s", self.id, frm, msg.frm, msg.to)

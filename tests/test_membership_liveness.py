@@ -1,0 +1,150 @@
+"""How the leader tells a live member from a dead one, with a stand-in for the replica: by echoes of its own probes
+(protocol 6), never by a frame that may be a late copy of one sent before the member died."""
+
+from __future__ import annotations
+
+import random
+
+from embedzk.membership.identity import MemberRecord
+from embedzk.membership.messages import LivenessEcho, LivenessProbe, Presence
+from embedzk.membership.versions import LIVENESS_PROBES
+from embedzk.replica.membership import Membership, MembershipConfig, Phase
+from tests.membership_standin import LEADER, W1, ReplicaStandIn
+
+LEARNER = W1
+
+
+def _leader(cluster_version: int = LIVENESS_PROBES) -> tuple[Membership, ReplicaStandIn]:
+    replica = ReplicaStandIn(cluster_version=cluster_version)
+    config = MembershipConfig(address="sim://s0", max_version=cluster_version)
+    membership = Membership(replica, config, MemberRecord(LEADER), random.Random(7))  # type: ignore[arg-type]
+    assert membership.phase is Phase.MEMBER
+    membership.became_leader()
+    return membership, replica
+
+
+def _probes(replica: ReplicaStandIn) -> list[LivenessProbe]:
+    probes = [msg for to, msg in replica.sent if isinstance(msg, LivenessProbe) and to == LEARNER]
+    replica.sent.clear()
+    return probes
+
+
+def _reachable(membership: Membership) -> bool:
+    [learner] = [m for m in membership.members() if m.key == LEARNER]
+    assert learner.reachable is not None
+    return learner.reachable
+
+
+def _run(membership: Membership, replica: ReplicaStandIn, seconds: float, echo: bool = False, frames: bool = False) -> None:
+    """Tick the leader for ``seconds``; the learner echoes every probe (``echo``), or only some other frame of it
+    arrives with every tick (``frames``: a late copy, say)."""
+    end = replica.now + seconds
+    while replica.now < end:
+        replica.now += 0.01
+        membership.tick()
+        for probe in _probes(replica):
+            if echo:
+                membership.receive(LEARNER, LivenessEcho(probe.term, probe.seq))
+        if frames:
+            membership.frame_from(LEARNER, replica.now)
+
+
+def test_the_leader_probes_a_member_and_counts_it_alive_by_its_echoes() -> None:
+    membership, replica = _leader()
+    _run(membership, replica, 3 * membership.reach_window, echo=True)
+    assert _reachable(membership)
+    # Probes go out several times per reach window, each numbered anew within the term.
+    membership.tick()
+    replica.now += membership.reach_window / 6
+    membership.tick()
+    [probe] = _probes(replica)
+    assert probe.term == replica.term and probe.seq > 1
+
+
+def test_frames_of_a_member_that_answers_probes_do_not_keep_it_alive() -> None:
+    # Crash-heavy seed 32920: the network kept delivering copies of frames a dead learner had sent; the leader
+    # took each for a sign of life, and the autopilot gave the learner a vote.
+    membership, replica = _leader()
+    _run(membership, replica, 2 * membership.reach_window, frames=True)
+    assert not _reachable(membership)
+
+
+def test_an_echo_counts_from_when_its_probe_was_sent() -> None:
+    membership, replica = _leader()
+    membership.tick()
+    [probe] = _probes(replica)
+    # The learner died; an echo of that first probe, held up in the network, comes late.
+    _run(membership, replica, 0.9 * membership.reach_window)
+    membership.receive(LEARNER, LivenessEcho(probe.term, probe.seq))
+    _run(membership, replica, 0.3 * membership.reach_window)
+    assert not _reachable(membership)
+
+
+def test_an_echo_of_a_probe_older_than_the_reach_window_is_ignored() -> None:
+    membership, replica = _leader()
+    membership.tick()
+    [probe] = _probes(replica)
+    _run(membership, replica, 1.5 * membership.reach_window)
+    membership.receive(LEARNER, LivenessEcho(probe.term, probe.seq))
+    assert not _reachable(membership)
+
+
+def test_echoes_of_probes_the_leader_did_not_send_prove_nothing() -> None:
+    membership, replica = _leader()
+    membership.tick()
+    [probe] = _probes(replica)
+    _run(membership, replica, 1.5 * membership.reach_window)
+    # Another term's probe of the same number (an earlier leader's, say), and a number never sent.
+    membership.receive(LEARNER, LivenessEcho(probe.term - 1, probe.seq + 20))
+    membership.receive(LEARNER, LivenessEcho(probe.term, probe.seq + 1000))
+    assert not _reachable(membership)
+    # A current probe's echo does.
+    membership.tick()
+    replica.now += membership.reach_window / 6
+    membership.tick()
+    [probe] = _probes(replica)
+    membership.receive(LEARNER, LivenessEcho(probe.term, probe.seq))
+    assert _reachable(membership)
+
+
+def test_a_member_of_an_older_release_is_not_probed_and_counts_alive_by_any_frame() -> None:
+    # A rolling upgrade: the cluster speaks 5, and this learner said it speaks no newer.
+    membership, replica = _leader(cluster_version=LIVENESS_PROBES - 1)
+    membership.receive(LEARNER, Presence("sim://w1", 2, LIVENESS_PROBES - 1, False, False))
+    _run(membership, replica, 2 * membership.reach_window, frames=True)
+    assert _reachable(membership)
+    assert not any(isinstance(msg, LivenessProbe) for _to, msg in replica.sent)
+    _run(membership, replica, 2 * membership.reach_window)
+    assert not _reachable(membership)
+
+
+def test_a_member_of_this_release_is_probed_during_a_rolling_upgrade() -> None:
+    membership, replica = _leader(cluster_version=LIVENESS_PROBES - 1)
+    membership.receive(LEARNER, Presence("sim://w1", 2, LIVENESS_PROBES, False, False))
+    _run(membership, replica, 2 * membership.reach_window, frames=True)
+    assert not _reachable(membership)
+    _run(membership, replica, membership.reach_window, echo=True)
+    assert _reachable(membership)
+
+
+def test_a_member_echoes_a_probe_to_whoever_sent_it_until_it_is_removed() -> None:
+    follower = ReplicaStandIn(id=LEARNER)
+    membership = Membership(follower, MembershipConfig(address="sim://w1"), MemberRecord(LEARNER), random.Random(1))  # type: ignore[arg-type]
+    membership.receive(follower.lead, LivenessProbe(5, 17))
+    assert follower.sent == [(follower.lead, LivenessEcho(5, 17))]
+    membership.phase = Phase.REMOVED
+    membership.receive(follower.lead, LivenessProbe(5, 18))
+    assert follower.sent == [(follower.lead, LivenessEcho(5, 17))]
+
+
+def test_a_member_that_dies_under_a_new_leader_is_found_out_within_the_reach_window() -> None:
+    membership, replica = _leader()
+    _run(membership, replica, membership.reach_window / 2, echo=True)
+    _run(membership, replica, 1.2 * membership.reach_window)  # it died: no more echoes
+    assert not _reachable(membership)
+    # A leader of a later term starts everyone afresh, and finds the dead member out again.
+    replica.term += 1
+    membership.became_leader()
+    assert _reachable(membership)
+    _run(membership, replica, 1.2 * membership.reach_window, frames=True)
+    assert not _reachable(membership)
