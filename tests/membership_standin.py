@@ -1,5 +1,5 @@
 """A stand-in for the replica, for tests of the leader's membership duties (tests/test_membership_*.py): a leader
-whose log holds LEADER (a voter) and W1 (a learner, at sim://w1), both caught up."""
+whose log holds LEADER (a voter) and W1 (a learner, at sim://w1), or the ``learners`` given, all caught up."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class ReplicaStandIn:
     proposed: list[ConfChange] = field(default_factory=list)
     addresses: dict[str, str] = field(default_factory=lambda: {LEADER: "sim://s0", W1: "sim://w1"})
     config: Any = field(default_factory=lambda: SimpleNamespace(tick_interval=0.01, election_tick=10))
+    learners: tuple[str, ...] = (W1,)
 
     @property
     def is_leader(self) -> bool:
@@ -47,8 +48,8 @@ class ReplicaStandIn:
         return SimpleNamespace(pending_conf_index=0)
 
     def status(self) -> Any:
-        conf = ConfState(voters=(LEADER,), learners=(W1,))
-        progress = {LEADER: SimpleNamespace(match=10), W1: SimpleNamespace(match=10)}
+        conf = ConfState(voters=(LEADER,), learners=self.learners)
+        progress = {key: SimpleNamespace(match=10) for key in conf.members()}
         return SimpleNamespace(conf_state=conf, log_conf_state=conf, progress=progress, commit=10)
 
     def conf_state(self) -> ConfState:

@@ -93,12 +93,11 @@ def test_a_learner_gone_silent_is_not_counted_stable_while_it_still_passes_for_r
     membership._replica = SimpleNamespace(node=SimpleNamespace(status=lambda: status))  # type: ignore[assignment]
     membership.key = "a"
     membership.reach_window = 1.0
-    membership._heard = {}
-    membership._since = {}
+    # Leader since 0.0: every member judged from then on.
+    membership._heard = dict.fromkeys(("a", "b", "c", "l"), 0.0)
+    membership._since = dict.fromkeys(("a", "b", "c", "l"), 0.0)
     membership._wants_vote = set()
     membership._leaving = set()
-    for key in ("a", "b", "c", "l"):
-        membership.heard(key, 0.0)
     for t in (0.1, 0.2, 0.3):  # the learner is heard until 0.3, then never again
         membership.heard("l", t)
     learner = next(v for v in membership._views(1.2) if v.key == "l")

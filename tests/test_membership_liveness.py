@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from embedzk.membership.identity import MemberRecord
-from embedzk.membership.messages import LivenessEcho, LivenessProbe, Presence
+from embedzk.membership.messages import LivenessEcho, LivenessProbe, Presence, Removed
 from embedzk.membership.versions import LIVENESS_PROBES
 from embedzk.replica.membership import Membership, MembershipConfig, Phase
 from tests.membership_standin import LEADER, W1, ReplicaStandIn
@@ -148,3 +148,30 @@ def test_a_member_that_dies_under_a_new_leader_is_found_out_within_the_reach_win
     assert _reachable(membership)
     _run(membership, replica, 1.2 * membership.reach_window, frames=True)
     assert not _reachable(membership)
+
+
+def test_a_member_added_later_is_judged_from_when_it_was_added_not_by_what_was_heard_before() -> None:
+    # Crash-heavy seed 33114: a joiner was heard from while it asked to join, until the cluster spoke protocol 6
+    # (then its frames counted for nothing); when it was added, its last sign of life was long past, and the
+    # autopilot removed it as dead 9 ms later.
+    joiner = "w2@cccccccccccc"
+    membership, replica = _leader(cluster_version=LIVENESS_PROBES - 1)
+    membership.frame_from(joiner, replica.now)
+    _run(membership, replica, 3 * membership.reach_window, echo=True)
+    replica.learners = (LEARNER, joiner)
+    replica.addresses[joiner] = "sim://w2"
+    membership.tick()
+    [view] = [m for m in membership.members() if m.key == joiner]
+    assert view.reachable
+
+
+def test_a_joiner_told_its_key_was_removed_gives_it_up() -> None:
+    # Added, then removed (it was down for the member timeout) before its disk learnt that it was a member: the key
+    # never comes back, so asking to join with it would go on for ever (crash-heavy seed 33114).
+    joiner = ReplicaStandIn(id=LEARNER)
+    membership = Membership(joiner, MembershipConfig(address="sim://w1"), MemberRecord(LEARNER), random.Random(1))  # type: ignore[arg-type]
+    membership.phase = Phase.JOINING
+    membership.receive(LEADER, Removed("w1@cccccccccccc", joiner.term, "another disk's key"))
+    assert membership.phase is Phase.JOINING  # meant for another process that listened at this address
+    membership.receive(LEADER, Removed(LEARNER, joiner.term, "w1@bbbbbbbbbbbb was removed from the cluster"))
+    assert membership.phase is Phase.REMOVED

@@ -56,6 +56,7 @@ ONCE_FAILED = [
     ("crash-heavy", 26235),  # two seeds on fresh disks, nobody left at the seed addresses: a second cluster founded
     ("churn", 15988),  # a replayed join of a dead worker added it, and it was promoted before it acknowledged anything
     ("crash-heavy", 32920),  # replayed frames of a dead learner passed for signs of life, and it was given a vote
+    ("crash-heavy", 33114),  # a learner judged by what was heard before it was added, removed at once, stuck joining
 ]
 
 

@@ -402,8 +402,14 @@ class Membership:
         elif isinstance(msg, Presence):
             self._on_presence(frm, msg)
         elif isinstance(msg, Removed):
-            # For this member only: another may have listened at this address before (or may, after).
-            if msg.key == self.key and self.phase is Phase.MEMBER and msg.term >= self._replica.term:
+            # For this member only: another may have listened at this address before (or may, after). A joiner
+            # hears it too: its key was added and removed again before its disk learnt it was a member (it was
+            # down, say), and a removed key never comes back, so it must join anew (crash-heavy seed 33114).
+            if (
+                msg.key == self.key
+                and self.phase in (Phase.MEMBER, Phase.JOINING)
+                and msg.term >= self._replica.term
+            ):
                 self.removed(msg.reason)
         elif isinstance(msg, MemberStatus):
             if frm == self._replica.lead and msg.term == self._replica.term:
@@ -428,11 +434,16 @@ class Membership:
 
     def heard(self, key: str, at: float) -> None:
         """``key`` was alive at ``at`` (the leader's view). Evidence may come late and out of order: the latest wins,
-        and a member whose evidence had lapsed for the reach window starts its stability over."""
+        and a member whose evidence had lapsed for the reach window starts its stability over. Of a peer that is not
+        a member (yet) nothing is kept: it gets a fresh start when it becomes one (see :meth:`_views`), since
+        what was heard of it before may be long past by then (crash-heavy seed 33114: a joiner heard from until the
+        cluster spoke protocol 6, then added, was counted silent since and removed at once)."""
         last = self._heard.get(key)
-        if last is None or at - last > self.reach_window:
+        if last is None:
+            return
+        if at - last > self.reach_window:
             self._since[key] = at
-        if last is None or at > last:
+        if at > last:
             self._heard[key] = at
 
     def _probed(self, key: str) -> bool:
@@ -557,7 +568,6 @@ class Membership:
             return
         self.announced[req.key] = (req.address, replica.now)
         self.routes_changed = True
-        self.frame_from(req.key, replica.now)
         name = user_id(req.key)
         for old in members:
             if old == req.key or user_id(old) != name:
@@ -727,11 +737,13 @@ class Membership:
         conf = status.log_conf_state
         commit = status.commit
         views = []
-        for key in conf.members():
-            if key not in self._heard:
-                # A member new to this leader (added since it took over) gets the same fresh start as the others
-                # did then: judged from now on, stable from now on.
-                self._heard[key] = self._since[key] = now
+        members = conf.members()
+        if len(self._heard) != len(members) or any(key not in self._heard for key in members):
+            # A member new to this leader (added since it took over) gets the same fresh start as the others did
+            # then: judged from now on, stable from now on. A member gone is forgotten.
+            self._heard = {key: self._heard.get(key, now) for key in members}
+            self._since = {key: self._since.get(key, now) for key in members}
+        for key in members:
             heard = self._heard[key]
             reachable = key == self.key or now - heard <= self.reach_window
             progress = status.progress.get(key)
