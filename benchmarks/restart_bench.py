@@ -7,7 +7,9 @@ worker process; ``--znodes`` nodes of 100 bytes are created through one of them;
 SIGKILLed and started again on its data, timed from the process' launch until it serves the last node created
 (interpreter or JVM start included). For embedzk each repetition also prints the parts: importing embedzk, start()
 (storage opened and replayed, a leader heard of, the session open; ``leader_known_s`` of it until a leader was
-heard of) and catching up until the node is visible. Medians; every process is killed by its pid at the end.
+heard of) and catching up until the node is visible. With 1M znodes, set EMBEDZK_BENCH_ELECTION_TICK=50 (a 1 s
+election timeout): CPython's full collections, 0.3-0.7 s with a million znodes in the process, outlast the default
+0.3 s and the load loses its leader. Medians; every process is killed by its pid at the end.
 """
 
 from __future__ import annotations

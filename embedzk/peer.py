@@ -156,7 +156,8 @@ class Peer(PeerRecipes):
     that dies is replaced within one to two of it); ``request_timeout`` bounds every write and sync;
     ``no_leader_timeout`` how long a request asked while no leader is known waits for one before it fails with
     ConnectionLossError, from when it was asked (four election timeouts, at least a second, by default); ``snapshot_entries`` is how many
-    applied entries trigger a snapshot and log compaction; ``cluster`` names the
+    applied entries trigger a snapshot and log compaction, ``snapshot_bytes`` how many bytes of them do (or as many
+    as the last snapshot had, whichever is more: a restart replays about a snapshot's worth of log at most); ``cluster`` names the
     cluster in every frame, so that two clusters on shared ports ignore each other. ``storage`` replaces the
     storage chosen by ``data_dir``, ``transport_factory(member_key, bind)`` the ZeroMQ transport (tests and
     embedding); ``zmq_context`` is the ZeroMQ context to use (default: the process's shared one, which
@@ -188,6 +189,7 @@ class Peer(PeerRecipes):
         request_timeout: float = 30.0,
         no_leader_timeout: float | None = None,
         snapshot_entries: int = 10_000,
+        snapshot_bytes: int = 4 << 20,
         max_data_bytes: int = 1 << 20,
         transport: Transport | None = None,
         storage: Storage | None = None,
@@ -230,6 +232,7 @@ class Peer(PeerRecipes):
         self._tick_interval = tick_interval
         self._election_tick = election_tick
         self._snapshot_entries = snapshot_entries
+        self._snapshot_bytes = snapshot_bytes
         self._max_data_bytes = max_data_bytes
         if storage is not None and data_dir is not None:
             raise ConfigurationError("give either data_dir or storage, not both")
@@ -518,6 +521,7 @@ class Peer(PeerRecipes):
                 election_tick=self._election_tick,
                 session_timeout=self.session_timeout,
                 snapshot_entries=self._snapshot_entries,
+                snapshot_bytes=self._snapshot_bytes,
                 max_data_bytes=self._max_data_bytes,
                 max_committed_bytes_per_ready=APPLY_BYTES_PER_READY,
                 no_leader_timeout=self.no_leader_timeout,

@@ -392,3 +392,27 @@ def test_a_request_waits_for_a_leader_no_leader_timeout_from_when_it_was_asked()
     cluster.run(0.2)
     last = cluster.completions[follower.id][-1]
     assert last.request_id == 2 and isinstance(last.error, ConnectionLossError), last
+
+
+def test_a_few_large_entries_trigger_a_snapshot_and_the_bar_rises_with_the_snapshots_size() -> None:
+    # A bulk load in large entries never reaches snapshot_entries: without a bound in bytes, a restart would replay
+    # all of it. With one fixed bound in bytes, a large tree would be snapshotted again and again; the bar is the
+    # last snapshot's size, so taking snapshots costs about what the writes do.
+    cluster = Cluster(session_timeout=5.0)
+    cluster.run(0.5)
+    leader = cluster.leader()
+    for r in cluster.replicas.values():
+        r.config.snapshot_entries, r.config.snapshot_bytes = 10**9, 20_000
+    taken: list[int] = []
+    for i in range(1, 201):
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+        index = leader.stats()["snapshot_index"]
+        if not taken or index != taken[-1]:
+            taken.append(index)
+    taken = [index for index in taken if index > 0]
+    assert taken and taken[0] <= 20  # about 20,000 bytes in: ten nodes, after the sessions' entries
+    others = taken[0] - 10  # entries before the first node (sessions, a new leader's empty entry)
+    # Each later one waited for about as many bytes as the one before held: 2 KB per node so far.
+    for before, after in zip(taken, taken[1:]):
+        assert after - before >= 0.9 * (before - others), taken
+    assert 3 <= len(taken) <= 6, taken

@@ -120,8 +120,12 @@ class ReplicaConfig:
     election_tick: int = 10
     heartbeat_tick: int = 1
     session_timeout: float = 10.0
-    #: Take a snapshot (and compact the log behind it) once this many entries were applied since the last one.
+    #: Take a snapshot (and compact the log behind it) once this many entries were applied since the last one...
     snapshot_entries: int = 10_000
+    #: ... or once the entries applied since hold this many bytes, or as many as the last snapshot had, whichever is
+    #: more: a restart then replays at most about a snapshot's worth of log (a bulk load of large entries never
+    #: reaches ``snapshot_entries``), and taking snapshots costs at most about as much as the writes themselves.
+    snapshot_bytes: int = 4 << 20
     #: Entries kept behind a snapshot, so that a follower slightly behind catches up from the log.
     keep_entries: int = 1_000
     max_data_bytes: int = 1 << 20
@@ -146,8 +150,8 @@ class ReplicaConfig:
     def validate(self) -> None:
         """Raise ConfigurationError if the settings contradict each other (the rules of embedzk.settings)."""
         check_election(self.tick_interval, self.election_tick, self.heartbeat_tick, self.session_timeout)
-        if self.snapshot_entries < 1 or self.keep_entries < 0:
-            raise ConfigurationError("snapshot_entries must be >= 1 and keep_entries >= 0")
+        if self.snapshot_entries < 1 or self.snapshot_bytes < 1 or self.keep_entries < 0:
+            raise ConfigurationError("snapshot_entries and snapshot_bytes must be >= 1 and keep_entries >= 0")
 
 
 @dataclass(slots=True)
@@ -243,6 +247,9 @@ class Replica:
         # A snapshot from the leader being installed (see work()).
         self._installing: _SnapshotInstall | None = None
         self._snapshot_index = meta.index
+        # Bytes of entries applied since the last snapshot began, and the size of the last one taken here.
+        self._bytes_since_snapshot = 0
+        self._last_snapshot_size = 0
         # A snapshot of our own applied state being written in parts across iterations (see snapshots.py).
         self._snapshot_job: snapshot_jobs.SnapshotJob | None = None
         self._node = RawNode(
@@ -790,6 +797,7 @@ class Replica:
         if entry.index <= self.applied:
             return
         self.applied = entry.index
+        self._bytes_since_snapshot += len(entry.data)
         if entry.type == EntryType.CONF_CHANGE:
             self._apply_conf_change(entry)
             return
@@ -992,6 +1000,7 @@ class Replica:
         self._conf_state = meta.conf_state
         self._members_changed = True
         self._snapshot_index = meta.index
+        self._bytes_since_snapshot = 0
         out.tree_replaced = True
         out.installed_index = meta.index
         if self.session_id is not None and self.session_id not in self.tree.sessions():
@@ -1007,7 +1016,9 @@ class Replica:
             job.cancel()  # a snapshot from the leader replaced the tree: this one is moot
             job = self._snapshot_job = None
         if job is None:
-            if self.applied - self._snapshot_index < self.config.snapshot_entries:
+            entries = self.applied - self._snapshot_index
+            enough_bytes = max(self.config.snapshot_bytes, self._last_snapshot_size)
+            if entries < self.config.snapshot_entries and self._bytes_since_snapshot < enough_bytes:
                 return
             header = SnapshotHeader(
                 SNAPSHOT_FORMAT,
@@ -1020,6 +1031,7 @@ class Replica:
             term = self._storage.term(self.applied)
             meta = SnapshotMeta(self.applied, term, self._conf_state)
             self._snapshot_index = self.applied
+            self._bytes_since_snapshot = 0
             job = snapshot_jobs.SnapshotJob(
                 meta,
                 self.tree,
@@ -1031,6 +1043,7 @@ class Replica:
         out.snapshot = (job.meta, chunks)
         if done:
             out.compact_to = job.compact_to
+            self._last_snapshot_size = job.size
         self._snapshot_job = None if done else job
 
     # sessions ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A snapshot of a million znodes is a hundred megabytes that take seconds to encod
 thread, it would stop heartbeats, elections and every request for that long. So a snapshot is a job spread over
 many calls of :meth:`Replica.advance`:
 
-1. When enough entries were applied since the last snapshot, the replica opens a stream over its tree
+1. When enough entries were applied since the last snapshot (``snapshot_entries`` of them, or ``snapshot_bytes``
+   of them, or as many bytes as the last snapshot had), the replica opens a stream over its tree
    (:meth:`DataTree.snapshot_chunks`). The stream is the tree as it is at that index, read lazily, while the
    loop goes on applying entries: the tree copies a children dict before changing it while a stream may still
    walk it (copy-on-write), and nodes are never changed in place.
@@ -48,7 +49,7 @@ STEP_BYTES = 256 * 1024
 class SnapshotJob:
     """One snapshot being produced: its meta, the tree it reads, and what remains of its stream."""
 
-    __slots__ = ("_next", "_sent", "_stream", "compact_to", "meta", "tree")
+    __slots__ = ("_next", "_sent", "_stream", "compact_to", "meta", "size", "tree")
 
     def __init__(
         self, meta: SnapshotMeta, tree: DataTree, header: bytes, stream: Iterator[bytes], compact_to: int
@@ -62,6 +63,8 @@ class SnapshotJob:
         # The next chunk to hand out (read ahead, so that a last part is never empty), or None at the end.
         self._next: bytes | None = header
         self._sent = 0
+        #: Bytes handed out so far: the snapshot's size once the last step is done.
+        self.size = 0
 
     def step(self, budget: int | None = None) -> tuple[list[bytes] | SnapshotPart, bool]:
         """The next chunks, about ``budget`` bytes of them (:data:`STEP_BYTES` by default), and whether they
@@ -80,6 +83,7 @@ class SnapshotJob:
             size += len(chunk)
             chunk = next(self._stream, None)
         self._next = chunk
+        self.size += size
         done = chunk is None
         if done and self._sent == 0:
             self._sent = len(out)

@@ -131,6 +131,8 @@ class SimConfig:
     #: Virtual seconds between two faults, on average.
     fault_interval: float = 0.4
     snapshot_entries: int = 40
+    #: Bytes of applied entries that trigger a snapshot too (or the last snapshot's size); large: never.
+    snapshot_bytes: int = 1 << 30
     keep_entries: int = 5
     #: Bytes of entries in one append message: small values split a catch-up into many round trips.
     max_size_per_msg: int = 4096
@@ -201,6 +203,8 @@ class SimConfig:
             founding=rng.random() < 0.3,
             churn=rng.random() < 0.25,
             member_timeout=rng.choice((0.5, 0.8, 1.5)),
+            # Drawn apart, so that what every other choice of a seed was stays as it was.
+            snapshot_bytes=random.Random(f"snapshot-bytes-{seed}").choice((1 << 30, 1 << 30, 1024, 4096)),
         )
 
 
@@ -298,6 +302,7 @@ class SimNode:
             heartbeat_tick=1,
             session_timeout=self.sim.config.session_timeout,
             snapshot_entries=self.sim.config.snapshot_entries,
+            snapshot_bytes=self.sim.config.snapshot_bytes,
             keep_entries=self.sim.config.keep_entries,
             max_size_per_msg=self.sim.config.max_size_per_msg,
             max_inflight_msgs=self.sim.config.max_inflight_msgs,
