@@ -118,37 +118,6 @@ def test_a_restorer_refuses_a_corrupt_chunk_when_it_reaches_it_and_only_with_dec
         restorer.step(1)
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_a_restore_pauses_the_collector_and_leaves_it_as_it_was_even_when_it_fails(enabled: bool) -> None:
-    import gc
-
-    from embedzk.tree.datatree import TreeRestorer
-
-    tree = build_tree(nodes=300)
-    chunks = list(tree.snapshot_chunks(200))
-    seen: list[bool] = []
-
-    class Watching(TreeRestorer):
-        def step(self, chunks: int) -> bool:
-            seen.append(gc.isenabled())
-            return super().step(chunks)
-
-    was = gc.isenabled()
-    try:
-        gc.enable() if enabled else gc.disable()
-        restorer = Watching(iter(chunks))
-        restorer.finish()
-        assert_same(tree, restorer.tree)
-        assert seen and not any(seen)  # paused while it loads
-        assert gc.isenabled() is enabled
-        corrupt = [*chunks[:5], chunks[5][:-3], *chunks[6:]]
-        with pytest.raises(DecodeError):
-            DataTree.restore(iter(corrupt))
-        assert gc.isenabled() is enabled
-    finally:
-        gc.enable() if was else gc.disable()
-
-
 def test_restored_tree_behaves_like_the_original() -> None:
     tree = build_tree()
     restored = DataTree.restore(tree.snapshot_chunks(256))

@@ -242,7 +242,7 @@ class Replica:
             header, restorer = self._open_snapshot(meta, storage.snapshot_chunks())
             self._adopt_header(header)
             if restorer is not None:
-                restorer.finish()  # at start, before the loop runs: all at once
+                restorer.step(1 << 62)  # at start, before the loop runs: all at once
                 self.tree = restorer.tree
         # A snapshot from the leader being installed (see work()).
         self._installing: _SnapshotInstall | None = None

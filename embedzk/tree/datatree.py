@@ -27,9 +27,7 @@ replica refuses the same transactions.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import struct
 import types
 import weakref
@@ -1188,7 +1186,8 @@ class DataTree:
         an ephemeral without its session, a digest that does not match); nothing else.
         """
         restorer = TreeRestorer(chunks, max_data_bytes=max_data_bytes)
-        restorer.finish()
+        while not restorer.step(1 << 62):
+            pass
         return restorer.tree
 
 
@@ -1228,30 +1227,6 @@ class TreeRestorer:
         except Exception as exc:  # noqa: BLE001 - the loader checks before it trusts; this is the last guard
             raise DecodeError(f"snapshot rejected: {type(exc).__name__}: {exc}") from None
         return False
-
-    def finish(self) -> None:
-        """Load everything that is left at once (a restart, before the loop runs), with CPython's cyclic garbage
-        collector paused: a restore allocates an object or two per znode and none of them is garbage, yet the
-        allocations set off collections, full ones among them, each walking every object so far. Pausing it saves
-        a quarter of the time or more (on the development machine: 1M znodes 5.5-6.3 s, 4.2-4.3 s paused; 100k
-        0.36-0.46 s, 0.27-0.29 s). Raises what :meth:`step` raises; the collector is as it was either way."""
-        with _collector_paused():
-            while not self.step(1 << 62):
-                pass
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    # Process-wide, for the restore only. Of two restores at once, the one that found the collector enabled enables
-    # it again when it ends: it ends up as it was (the other may run part of its restore with it on, which costs
-    # time, nothing else).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _node_records(root: Node) -> Iterator[_snapshot.NodeRecord]:
