@@ -155,10 +155,11 @@ class Peer(PeerRecipes):
     Keyword-only tuning: ``tick_interval`` x ``election_tick`` is the election timeout (0.3 s by default; a leader
     that dies is replaced within one to two of it); ``request_timeout`` bounds every write and sync;
     ``no_leader_timeout`` how long a request asked while no leader is known waits for one before it fails with
-    ConnectionLossError, from when it was asked (four election timeouts, at least a second, by default); ``snapshot_entries`` is how many
-    applied entries trigger a snapshot and log compaction, ``snapshot_bytes`` how many bytes of them do (or as many
-    as the last snapshot had, whichever is more: a restart replays about a snapshot's worth of log at most); ``cluster`` names the
-    cluster in every frame, so that two clusters on shared ports ignore each other. ``storage`` replaces the
+    ConnectionLossError, from when it was asked (four election timeouts, at least a second, by default);
+    ``snapshot_entries`` is how many applied entries trigger a snapshot and log compaction, ``snapshot_bytes`` how
+    many bytes of them do (or as many as the last snapshot had, whichever is more: a restart replays about a
+    snapshot's worth of log at most); ``cluster`` names the cluster in every frame, so that two clusters on shared
+    ports ignore each other. ``storage`` replaces the
     storage chosen by ``data_dir``, ``transport_factory(member_key, bind)`` the ZeroMQ transport (tests and
     embedding); ``zmq_context`` is the ZeroMQ context to use (default: the process's shared one, which
     ``inproc://`` needs). ``protocol_version`` pins the newest protocol version this peer speaks (a test setting:
