@@ -114,4 +114,16 @@ def test_a_learner_that_never_acknowledged_anything_is_not_promoted() -> None:
     members = [up("a"), up("b"), down("c", for_=1.0), replacement]
     assert next_change("a", members, STATIC) is None
     acknowledged = up("d", voter=False, lag=10, stable=0.0, wants_vote=True)
-    assert next_change("a", [up("a"), up("b"), down("c", for_=1.0), acknowledged], STATIC) == ConfChange(P, "d")
+    assert next_change("a", [up("a"), up("b"), up("c"), acknowledged], STATIC) == ConfChange(P, "d")
+
+
+def test_no_learner_is_promoted_beside_a_voter_that_is_away() -> None:
+    # Churn seed 26406: a new leader gave a voter dead for good a fresh start, so it was away but not yet past
+    # member_timeout; the autopilot promoted a learner beside it (3 of 4 voters reachable), the learner died, and
+    # 2 of 4 voters could never commit anything again. The away voter goes first (once dead), then the promotion.
+    five = AutopilotPolicy(voters=5, member_timeout=30.0, stabilization=5.0, max_lag=100)
+    learner = up("d", voter=False, stable=10.0)
+    assert next_change("a", [up("a"), up("b"), down("c", for_=0.5), learner], five) is None
+    assert next_change("a", [up("a"), up("b"), down("c", for_=60.0), learner], five) == ConfChange(R, "c")
+    assert next_change("a", [up("a"), up("b"), learner], five) == ConfChange(P, "d")
+    assert next_change("a", [up("a"), up("b"), up("c"), learner], five) == ConfChange(P, "d")

@@ -19,7 +19,8 @@ reachable without a break for ``stabilization`` seconds, so that a member coming
 never flaps between voter and learner. A learner that wants a vote (a static member, or a voter's replacement: the
 same id back on a fresh disk) is ready once caught up, without the wait: a rolling restart of voters on fresh disks
 must not find the previous one still waiting to be promoted. No change is ever made that would leave fewer than a majority of the
-voters reachable.
+voters reachable, and no learner is promoted while a voter is away unless the voters reachable without that learner
+are a majority of the new configuration: the away voter goes first (rule 2), as above.
 
 Static clusters (``peers=``) have no target: their voters are the members configured to vote
 (``MemberView.wants_vote``), promoted once ready; nobody is removed for being unreachable.
@@ -129,6 +130,12 @@ def _keeps_quorum(change: ConfChange, members: Sequence[MemberView]) -> bool:
     if change.type == ConfChangeType.PROMOTE:
         learner = next((m for m in members if m.key == change.node_id and not m.voter), None)
         if learner is None:
+            return False
+        up = sum(1 for reachable in voters.values() if reachable)
+        if up < len(voters) and up < (len(voters) + 1) // 2 + 1:
+            # A voter is away: the new configuration would need the learner too, and a death of the learner then
+            # would leave it without a quorum for good (churn seed 26406: a new leader gave a voter dead since long
+            # a fresh start, promoted a learner beside it, and the learner died). The away voter goes first.
             return False
         voters[learner.key] = learner.reachable
     elif change.type in (ConfChangeType.REMOVE, ConfChangeType.ADD_LEARNER):
