@@ -738,7 +738,7 @@ class Membership:
         commit = status.commit
         views = []
         members = conf.members()
-        if len(self._heard) != len(members) or any(key not in self._heard for key in members):
+        if self._heard.keys() != set(members):
             # A member new to this leader (added since it took over) gets the same fresh start as the others did
             # then: judged from now on, stable from now on. A member gone is forgotten.
             self._heard = {key: self._heard.get(key, now) for key in members}
