@@ -444,9 +444,10 @@ class DataTree:
                 children = node.children
                 if children is None:
                     return None
-                node = children.get(names[i])  # type: ignore[assignment]
-                if node is None:
+                child = children.get(names[i])
+                if child is None:
                     return None
+                node = child
         return node
 
     @staticmethod
@@ -971,9 +972,10 @@ class DataTree:
                 children = node.children
                 if children is None:
                     return None
-                node = children.get(names[i])  # type: ignore[assignment]
-                if node is None:
+                child = children.get(names[i])
+                if child is None:
                     return None
+                node = child
                 chain.append(node)
         if self._copying:
             chain[0] = self._thawed(None, ROOT, chain[0])

@@ -21,8 +21,10 @@ __all__ = ["ROOT", "parent_of", "split_path", "validate_path"]
 #: The root of the namespace; it always exists.
 ROOT = "/"
 
-# Every character PathUtils.validatePath rejects, as one class (see the module docstring for the ranges).
-_BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]")
+# Every character PathUtils.validatePath rejects, as one class (see the module docstring for the ranges). The ranges
+# are escapes for the regular expression, not characters of the literal: a surrogate code point in a string literal
+# is refused by compilers of typed Python (mypyc).
+_BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]")
 
 
 def validate_path(path: str, sequential: bool = False) -> None:

@@ -29,7 +29,7 @@ describe a possible tree. Errors here are :class:`~embedzk.errors.DecodeError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,8 @@ FORMAT_VERSION = 1
 MIN_CHUNK_BYTES = 128
 
 #: (path, data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeral_owner), and, for a node
-#: with an ACL of its own, that ACL: a tuple of (perms, scheme, id) tuples
-NodeRecord = tuple[Any, ...]
+#: with an ACL of its own, that ACL: a tuple of (perms, scheme, id) tuples. A tuple as written, a list as read back.
+NodeRecord = Sequence[Any]
 #: (session_id, owner, timeout_ms)
 SessionRecord = tuple[int, str, int]
 
