@@ -58,6 +58,7 @@ ONCE_FAILED = [
     ("crash-heavy", 32920),  # replayed frames of a dead learner passed for signs of life, and it was given a vote
     ("crash-heavy", 33114),  # a learner judged by what was heard before it was added, removed at once, stuck joining
     ("churn", 26406),  # a learner promoted beside an away voter, then it died: 2 of 4 voters, no quorum for good
+    ("crash-heavy", 44319),  # two founders on fresh disks heard only members' announcements: a second cluster
 ]
 
 

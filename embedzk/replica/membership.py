@@ -656,6 +656,14 @@ class Membership:
         replica = self._replica
         if not is_address(msg.address):
             return
+        if self.phase in (Phase.FOUNDING, Phase.JOINING):
+            # Only a member announces itself, so a cluster exists and ``frm`` is in it. A member that knows no
+            # leader announces itself to every address it knows, founder addresses included: a founder back on a
+            # fresh disk may hear of the cluster this way alone (crash-heavy seed 44319: no member was left at a
+            # founder address and the leader was cut off, so no answer and no beacon came, and two founders on
+            # fresh disks founded a second cluster beside the live one, whose members' announcements they heard).
+            self._on_cluster_info(ClusterInfo("", "", {frm: msg.address}))
+            return
         if replica.address_of(frm) != msg.address and frm in replica.node.status().log_conf_state.members():
             # Send to where it is now even before the log says so (it may be our only way to reach it).
             self.announced[frm] = (msg.address, replica.now)
