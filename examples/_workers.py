@@ -9,6 +9,16 @@ from collections.abc import Sequence
 from embedzk.testing import free_ports
 
 
+def say(line: str) -> None:
+    """Print one line in one write, flushed at once.
+
+    ``print`` writes the text and its newline separately: two threads of a worker (a watch callback and the main
+    thread), or two workers sharing the terminal, could run their lines together.
+    """
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def cluster_addresses(n: int) -> dict[str, str]:
     """Ids w0..w{n-1} and a tcp address on loopback for each."""
     return {f"w{i}": f"tcp://127.0.0.1:{port}" for i, port in enumerate(free_ports(n))}

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _workers import cluster_addresses, spawn, stop_all  # noqa: E402
+from _workers import cluster_addresses, say, spawn, stop_all  # noqa: E402
 
 from embedzk import Peer  # noqa: E402
 
@@ -39,7 +39,7 @@ def worker(me: str, addresses: dict[str, str]) -> None:
                 peer.sync()  # read the latest total, not this replica's possibly older copy
                 data, stat = peer.get(TOTAL)
                 total = int(data)
-                print(f"[{me}] has the lock (turn {turn}); total is {total}", flush=True)
+                say(f"[{me}] has the lock (turn {turn}); total is {total}")
                 time.sleep(0.2)  # the work: any other worker writing now would be overwritten
                 peer.set(TOTAL, str(total + 1).encode(), version=stat.version)
             time.sleep(0.05)  # let the others have a go
@@ -49,7 +49,7 @@ def worker(me: str, addresses: dict[str, str]) -> None:
         finish.enter()
         peer.sync()
         final = int(peer.get(TOTAL)[0])
-        print(f"[{me}] done; the total is {final}", flush=True)
+        say(f"[{me}] done; the total is {final}")
         finish.leave()
     sys.exit(0 if final == TURNS * len(addresses) else 1)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _workers import cluster_addresses  # noqa: E402
+from _workers import cluster_addresses, say  # noqa: E402
 
 from embedzk import Peer  # noqa: E402
 
@@ -37,7 +37,7 @@ SESSION_TIMEOUT = 3.0  # seconds before a dead worker's session, and its /member
 
 def worker(me: str, addresses: dict[str, str], data_root: str) -> None:
     def tell(**event: Any) -> None:  # one JSON line per event, for the parent
-        print(json.dumps({"worker": me, "t": time.time(), **event}), flush=True)
+        say(json.dumps({"worker": me, "t": time.time(), **event}))
 
     others = {pid: addr for pid, addr in addresses.items() if pid != me}
     peer = Peer(me, bind=addresses[me], peers=others, data_dir=os.path.join(data_root, me),

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _workers import cluster_addresses, spawn, stop_all  # noqa: E402
+from _workers import cluster_addresses, say, spawn, stop_all  # noqa: E402
 
 from embedzk import Peer  # noqa: E402
 
@@ -27,14 +27,14 @@ def worker(me: str, addresses: dict[str, str], data_root: str) -> None:
     others = {pid: addr for pid, addr in addresses.items() if pid != me}
     seen_final = threading.Event()
     with Peer(me, bind=addresses[me], peers=others, data_dir=os.path.join(data_root, me)) as peer:
-        print(f"[{me}] joined; leader is {peer.leader}", flush=True)
+        say(f"[{me}] joined; leader is {peer.leader}")
 
         @peer.DataWatch("/app/config")
         def reload(data: bytes | None, stat: object, event: object = None) -> None:
             if data is None:
                 return
             config = json.loads(data)
-            print(f"[{me}] configuration reloaded: {config}", flush=True)
+            say(f"[{me}] configuration reloaded: {config}")
             if config["version"] == 3:
                 seen_final.set()
 
@@ -46,9 +46,9 @@ def worker(me: str, addresses: dict[str, str], data_root: str) -> None:
                     peer.create("/app/config", value, makepath=True)
                 else:
                     peer.set("/app/config", value)
-                print(f"[{me}] (leader) published version {version}", flush=True)
+                say(f"[{me}] (leader) published version {version}")
         if not seen_final.wait(15):
-            print(f"[{me}] did not see the final configuration", flush=True)
+            say(f"[{me}] did not see the final configuration")
             sys.exit(1)
         # Stay until every worker has seen it, so the cluster keeps its majority meanwhile. Local reads only:
         # a sync() here could wait for a majority that the first workers to finish have already taken away.
@@ -58,7 +58,7 @@ def worker(me: str, addresses: dict[str, str], data_root: str) -> None:
             if len(peer.get_children("/app/done")) == len(addresses):
                 break
             time.sleep(0.05)
-    print(f"[{me}] stopped", flush=True)
+    say(f"[{me}] stopped")
 
 
 def main() -> None:
