@@ -58,6 +58,17 @@ P, R, L = ConfChangeType.PROMOTE, ConfChangeType.REMOVE, ConfChangeType.ADD_LEAR
         ([up("a"), down("b"), down("c"), up("d", voter=False, stable=1.0)], SEEDS, None),
         # Too many voters, one of them away: it is the one demoted.
         ([up("a"), up("b"), down("c", for_=5.0), up("d"), up("e")], SEEDS, (L, "c")),
+        # A voter reachable only on weak evidence (any frame of a member not known to answer probes, or a new
+        # leader's fresh start) is kept, but no change rests on it. Crash-heavy seed 76630: dead voter a2 passed for
+        # reachable on replayed frames; removing the away voter a3 would leave {a, a2}, which needs the dead one.
+        ([up("a"), up("a2", proven=False), down("a3"), up("d", voter=False)], SEEDS, None),
+        ([up("a"), up("a2"), down("a3"), up("d", voter=False)], SEEDS, (R, "a3")),
+        ([up("a"), up("b"), up("c", proven=False)], SEEDS, None),
+        # A learner whose vote the new configuration would need, reachable only on weak evidence, waits ...
+        ([up("a"), up("d", voter=False, proven=False)], SEEDS, None),
+        # ... unless the configuration does not need it.
+        ([up("a"), up("b"), up("d", voter=False, proven=False)], SEEDS, (P, "d")),
+        ([up("a"), up("b", proven=False), up("d", voter=False)], SEEDS, None),
         # Static clusters: configured voters are promoted once ready; nobody is removed for being away.
         ([up("a"), up("b"), up("c", voter=False, wants_vote=True)], STATIC, (P, "c")),
         ([up("a"), up("b"), up("o", voter=False)], STATIC, None),
@@ -96,6 +107,7 @@ def test_a_learner_gone_silent_is_not_counted_stable_while_it_still_passes_for_r
     # Leader since 0.0: every member judged from then on.
     membership._heard = dict.fromkeys(("a", "b", "c", "l"), 0.0)
     membership._since = dict.fromkeys(("a", "b", "c", "l"), 0.0)
+    membership._echoed = {}
     membership._wants_vote = set()
     membership._leaving = set()
     for t in (0.1, 0.2, 0.3):  # the learner is heard until 0.3, then never again

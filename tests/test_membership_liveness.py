@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+from embedzk.consensus.types import ConfChangeType
 from embedzk.membership.identity import MemberRecord
 from embedzk.membership.messages import LivenessEcho, LivenessProbe, Presence, Removed
 from embedzk.membership.versions import LIVENESS_PROBES
@@ -175,3 +176,63 @@ def test_a_joiner_told_its_key_was_removed_gives_it_up() -> None:
     assert membership.phase is Phase.JOINING  # meant for another process that listened at this address
     membership.receive(LEADER, Removed(LEARNER, joiner.term, "w1@bbbbbbbbbbbb was removed from the cluster"))
     assert membership.phase is Phase.REMOVED
+
+
+def _autopilot_leader(cluster_version: int) -> tuple[Membership, ReplicaStandIn]:
+    """A leader keeping 3 voters (one so far: itself) whose learner wants a vote and is caught up."""
+    replica = ReplicaStandIn(cluster_version=cluster_version)
+    config = MembershipConfig(address="sim://s0", voters=3, member_timeout=5.0)
+    membership = Membership(replica, config, MemberRecord(LEADER), random.Random(7))  # type: ignore[arg-type]
+    membership.became_leader()
+    return membership, replica
+
+
+def test_no_change_rests_on_a_member_judged_by_any_frame() -> None:
+    # Crash-heavy seed 76630: a voter dead for good, whose version the new leader never learnt, passed for reachable
+    # on replayed frames; the leader removed the other voter, which was away, and was left with the dead one as the
+    # other half of its configuration. A member that does not answer probes is kept, but given no say in a quorum.
+    membership, replica = _autopilot_leader(LIVENESS_PROBES - 1)
+    membership.receive(LEARNER, Presence("sim://w1", 2, LIVENESS_PROBES - 1, True, False))
+    _run(membership, replica, 3 * membership.reach_window, frames=True)
+    assert _reachable(membership)
+    assert replica.proposed == []  # promoting it would make a configuration of two that needs it
+    # Upgraded, it answers probes: its echoes show it alive, and it gets its vote.
+    membership.receive(LEARNER, Presence("sim://w1", 2, LIVENESS_PROBES, True, False))
+    _run(membership, replica, membership.reach_window, echo=True)
+    assert {(c.type, c.node_id) for c in replica.proposed} == {(ConfChangeType.PROMOTE, LEARNER)}  # (never applied here)
+
+
+def test_a_new_leaders_fresh_start_is_no_evidence_for_a_change() -> None:
+    membership, replica = _autopilot_leader(LIVENESS_PROBES)
+    membership.receive(LEARNER, Presence("sim://w1", 2, LIVENESS_PROBES, True, False))
+    _run(membership, replica, membership.reach_window / 2)
+    assert _reachable(membership)  # the fresh start: not judged dead before it could answer
+    assert replica.proposed == []  # nor counted on
+    _run(membership, replica, membership.reach_window / 2, echo=True)
+    assert {(c.type, c.node_id) for c in replica.proposed} == {(ConfChangeType.PROMOTE, LEARNER)}  # (never applied here)
+
+
+class _FollowerStandIn(ReplicaStandIn):
+    """A follower whose leader can change."""
+
+    leader_key = LEADER
+
+    @property
+    def lead(self) -> str:
+        return self.leader_key
+
+
+def test_a_member_announces_itself_to_a_new_leader_at_once() -> None:
+    # Until a new leader knows which protocol a member speaks it judges it by any frame, and makes no change that
+    # rests on it: it must not wait for the next periodic announcement to learn.
+    follower = _FollowerStandIn(id=LEARNER)
+    membership = Membership(follower, MembershipConfig(address="sim://w1"), MemberRecord(LEARNER), random.Random(1))  # type: ignore[arg-type]
+    membership.tick()
+    membership.tick()
+    assert [to for to, msg in follower.sent if isinstance(msg, Presence)] == [LEADER]
+    follower.leader_key = "s1@dddddddddddd"
+    follower.now += 0.01
+    membership.tick()
+    follower.now += 0.01
+    membership.tick()
+    assert [to for to, msg in follower.sent if isinstance(msg, Presence)] == [LEADER, "s1@dddddddddddd"]

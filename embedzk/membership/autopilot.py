@@ -20,7 +20,13 @@ never flaps between voter and learner. A learner that wants a vote (a static mem
 same id back on a fresh disk) is ready once caught up, without the wait: a rolling restart of voters on fresh disks
 must not find the previous one still waiting to be promoted. No change is ever made that would leave fewer than a majority of the
 voters reachable, and no learner is promoted while a voter is away unless the voters reachable without that learner
-are a majority of the new configuration: the away voter goes first (rule 2), as above.
+are a majority of the new configuration: the away voter goes first (rule 2), as above. Reachable, for those two
+rules, means shown to be by fresh evidence, an echo of one of this leader's probes (``MemberView.proven``): a
+member judged by any frame it sends may be dead, its frames late copies (crash-heavy seed 76630: a voter dead for
+good passed for reachable on replayed frames, so the leader removed the other voter, which was away, and was left
+with the dead one as the other half of a two-voter configuration: no quorum for good, once the away voter came
+back to find itself removed), and a new leader's fresh start for every member is no evidence at all. Such a
+member is kept, as a reachable one is; a change that needs it waits for its echoes.
 
 Static clusters (``peers=``) have no target: their voters are the members configured to vote
 (``MemberView.wants_vote``), promoted once ready; nobody is removed for being unreachable.
@@ -60,6 +66,12 @@ class MemberView:
     #: did is not caught up, however short the log: it may be a process gone since it asked to join, whose request
     #: the network replayed.
     acknowledged: bool = True
+    #: Shown alive within the reach window by fresh evidence: an echo of one of this leader's probes (the leader
+    #: itself always is). False for a member reachable only on weaker grounds: any frame of a member of a release
+    #: before liveness probes (or not yet known to answer them), which may be a late copy sent before it died, or
+    #: the fresh start every member gets from a new leader. Such a member is kept as a reachable one is, but no
+    #: change is made whose quorum would rest on it.
+    proven: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +137,9 @@ def _promote(m: MemberView) -> ConfChange:
 
 
 def _keeps_quorum(change: ConfChange, members: Sequence[MemberView]) -> bool:
-    """Whether a majority of the voters after ``change`` is reachable (the leader counts as reachable)."""
-    voters = {m.key: m.reachable for m in members if m.voter}
+    """Whether a majority of the voters after ``change`` is reachable, as shown by fresh evidence (the leader
+    counts as reachable)."""
+    voters = {m.key: m.reachable and m.proven for m in members if m.voter}
     if change.type == ConfChangeType.PROMOTE:
         learner = next((m for m in members if m.key == change.node_id and not m.voter), None)
         if learner is None:
@@ -137,7 +150,7 @@ def _keeps_quorum(change: ConfChange, members: Sequence[MemberView]) -> bool:
             # would leave it without a quorum for good (churn seed 26406: a new leader gave a voter dead since long
             # a fresh start, promoted a learner beside it, and the learner died). The away voter goes first.
             return False
-        voters[learner.key] = learner.reachable
+        voters[learner.key] = learner.reachable and learner.proven
     elif change.type in (ConfChangeType.REMOVE, ConfChangeType.ADD_LEARNER):
         if change.node_id in voters:
             if len(voters) == 1:

@@ -188,12 +188,16 @@ class Membership:
         self.contacts: list[str] = [c for c in config.contacts if c != config.address]
         self._last_join = -1e9
         self._last_presence = -1e9
+        # The leader this member last announced itself to (None: none yet, or to everyone).
+        self._presence_lead: str | None = None
         self._last_status = -1e9
         self._last_invite = -1e9
         self._last_beacon = -1e9
         self.leaving = False
         # The leader's knowledge of the members (reset when it becomes leader).
         self._heard: dict[str, float] = {}
+        # When each member was last shown alive by fresh evidence: the sending time of its latest echoed probe.
+        self._echoed: dict[str, float] = {}
         self._since: dict[str, float] = {}
         self._versions: dict[str, tuple[int, int]] = {}
         self._wants_vote: set[str] = set()
@@ -333,8 +337,12 @@ class Membership:
                 self._last_join = now
                 self._ask_to_join()
         elif phase is Phase.MEMBER:
-            if now - self._last_presence >= PRESENCE_INTERVAL:
+            lead = replica.lead
+            # A new leader hears at once, not up to PRESENCE_INTERVAL later: until it knows which protocol a member
+            # speaks, it judges the member by any frame, and the autopilot makes no change resting on that.
+            if now - self._last_presence >= PRESENCE_INTERVAL or (lead is not None and lead != self._presence_lead):
                 self._last_presence = now
+                self._presence_lead = lead
                 self._announce()
             if replica.is_leader:
                 if now - self._last_beacon >= self.reach_window / 4:
@@ -469,6 +477,7 @@ class Membership:
         members = self._replica.node.status().log_conf_state.members()
         self._heard = dict.fromkeys(members, now)
         self._since = dict.fromkeys(members, now)
+        self._echoed = {}
         self._probe_seq = 0
         self._probes = {}
         self._last_probe = -1e9
@@ -728,6 +737,8 @@ class Membership:
         sent = self._probes.get(echo.seq)
         if sent is not None and self._replica.is_leader and echo.term == self._replica.term:
             self.heard(frm, sent)
+            if frm in self._heard and sent > self._echoed.get(frm, -1e18):
+                self._echoed[frm] = sent
 
     def _policy(self) -> AutopilotPolicy:
         config = self.config
@@ -751,6 +762,7 @@ class Membership:
             # then: judged from now on, stable from now on. A member gone is forgotten.
             self._heard = {key: self._heard.get(key, now) for key in members}
             self._since = {key: self._since.get(key, now) for key in members}
+            self._echoed = {key: at for key, at in self._echoed.items() if key in self._heard}
         for key in members:
             heard = self._heard[key]
             reachable = key == self.key or now - heard <= self.reach_window
@@ -769,6 +781,7 @@ class Membership:
                     wants_vote=key in self._wants_vote,
                     leaving=key in self._leaving,
                     acknowledged=key == self.key or (progress is not None and progress.match > 0),
+                    proven=key == self.key or now - self._echoed.get(key, -1e18) <= self.reach_window,
                 )
             )
         return views
