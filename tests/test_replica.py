@@ -416,3 +416,37 @@ def test_a_few_large_entries_trigger_a_snapshot_and_the_bar_rises_with_the_snaps
     for before, after in zip(taken, taken[1:]):
         assert after - before >= 0.9 * (before - others), taken
     assert 3 <= len(taken) <= 6, taken
+
+
+def test_a_restarted_replica_waits_for_as_many_bytes_as_the_snapshot_it_restored() -> None:
+    # The bar is the last snapshot's size also after a restart: a member coming back with a large tree must not
+    # snapshot all of it again after only snapshot_bytes of entries (those it replays from its log count too), as if
+    # its tree were small.
+    cluster = Cluster(session_timeout=5.0)
+    cluster.run(0.5)
+    leader = cluster.leader()
+    for r in cluster.replicas.values():
+        r.config.snapshot_entries, r.config.snapshot_bytes = 10**9, 20_000
+    for i in range(1, 101):
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+    follower = cluster.follower()
+    restored_index = follower.stats()["snapshot_index"]
+    disk = cluster.disks[follower.id]
+    restored = sum(len(chunk) for chunk in disk.snapshot_chunks())
+    assert restored > 80_000  # much more than the configured bar
+    config = ReplicaConfig(
+        id=follower.id, tick_interval=TICK, session_timeout=5.0, reap_interval=0.05,
+        snapshot_entries=10**9, snapshot_bytes=20_000,
+    )  # fmt: skip
+    cluster.replicas[follower.id] = restarted = Replica(config, disk, random.Random(5))
+    cluster.run(0.5)
+    # 20 more nodes: with the entries replayed since the snapshot, past snapshot_bytes, short of the snapshot's size.
+    for i in range(101, 121):
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+    cluster.run(0.2)
+    assert restarted.stats()["snapshot_index"] == restored_index
+    # As many bytes as that snapshot held: the next one is taken.
+    for i in range(121, 121 + restored // 2000 + 5):
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+    cluster.run(0.2)
+    assert restarted.stats()["snapshot_index"] > restored_index

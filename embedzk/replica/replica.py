@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +198,21 @@ class ReplicaOutput:
     version_changed: bool = False
 
 
+class _ByteCount:
+    """The bytes of the chunks read through :meth:`through` so far."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def through(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks``, counted as they are read."""
+        for chunk in chunks:
+            self.total += len(chunk)
+            yield chunk
+
+
 @dataclass(slots=True)
 class _SnapshotInstall:
     """A snapshot from the leader being installed: its tree rebuilt a few chunks at a time, while the Ready that
@@ -207,6 +222,8 @@ class _SnapshotInstall:
     header: SnapshotHeader | SnapshotHeaderV1 | None
     restorer: TreeRestorer | None  # None: the bootstrap snapshot, an empty tree
     raft: Ready
+    #: The snapshot's bytes read so far: its size once the tree is whole.
+    size: _ByteCount
 
     @property
     def done(self) -> bool:
@@ -239,7 +256,7 @@ class Replica:
         meta = storage.snapshot_meta()
         self.tree = DataTree(max_data_bytes=config.max_data_bytes)
         if meta.index > 0:
-            header, restorer = self._open_snapshot(meta, storage.snapshot_chunks())
+            header, restorer, restored_size = self._open_snapshot(meta, storage.snapshot_chunks())
             self._adopt_header(header)
             if restorer is not None:
                 restorer.step(1 << 62)  # at start, before the loop runs: all at once
@@ -249,7 +266,9 @@ class Replica:
         self._snapshot_index = meta.index
         # Bytes of entries applied since the last snapshot began, and the size of the last one taken here.
         self._bytes_since_snapshot = 0
-        self._last_snapshot_size = 0
+        # The snapshot restored counts as the last one: a member restarted with a large tree must not take a snapshot
+        # of all of it after only ``snapshot_bytes`` of entries, as if its tree were small.
+        self._last_snapshot_size = restored_size.total if meta.index > 0 else 0
         # A snapshot of our own applied state being written in parts across iterations (see snapshots.py).
         self._snapshot_job: snapshot_jobs.SnapshotJob | None = None
         self._node = RawNode(
@@ -936,12 +955,14 @@ class Replica:
 
     def _open_snapshot(
         self, meta: SnapshotMeta, chunks: Any
-    ) -> tuple[SnapshotHeader | SnapshotHeaderV1 | None, TreeRestorer | None]:
-        """The replica's header of a snapshot and a restorer of its tree (None for the bootstrap snapshot: the state
-        before the first entry, an empty tree). Raises DecodeError for a header this build cannot read."""
+    ) -> tuple[SnapshotHeader | SnapshotHeaderV1 | None, TreeRestorer | None, _ByteCount]:
+        """The replica's header of a snapshot, a restorer of its tree (None for the bootstrap snapshot: the state
+        before the first entry, an empty tree) and the count of the snapshot's bytes it has read. Raises DecodeError
+        for a header this build cannot read."""
+        size = _ByteCount()
         if meta.index == 0 and not chunks:
-            return None, None
-        rest = iter(chunks)
+            return None, None, size
+        rest = size.through(iter(chunks))
         first = next(rest, None)
         if first is None:
             raise DecodeError(f"the snapshot at {meta.index} holds no chunks")
@@ -953,7 +974,7 @@ class Replica:
                 f"snapshot format {header.format} is newer than this build reads (up to {SNAPSHOT_FORMAT}): "
                 f"upgrade embedzk"
             )
-        return header, TreeRestorer(rest, max_data_bytes=self.config.max_data_bytes)
+        return header, TreeRestorer(rest, max_data_bytes=self.config.max_data_bytes), size
 
     def _adopt_header(self, header: SnapshotHeader | SnapshotHeaderV1 | None) -> None:
         if header is None:
@@ -971,11 +992,11 @@ class Replica:
     def _begin_install(self, raft: Ready) -> None:
         assert raft.snapshot is not None
         meta, chunks = raft.snapshot
-        header, restorer = self._open_snapshot(meta, chunks)
+        header, restorer, size = self._open_snapshot(meta, chunks)
         if self._snapshot_job is not None:
             self._snapshot_job.cancel()  # a snapshot of the state being replaced: moot
             self._snapshot_job = None
-        self._installing = _SnapshotInstall(meta, header, restorer, raft)
+        self._installing = _SnapshotInstall(meta, header, restorer, raft, size)
         # Whatever we proposed so far may be inside the snapshot or not: we cannot tell. (What we send from now on
         # comes after it in the leader's log, and is answered as it is applied here.)
         self._requests.give_up(
@@ -1001,6 +1022,7 @@ class Replica:
         self._members_changed = True
         self._snapshot_index = meta.index
         self._bytes_since_snapshot = 0
+        self._last_snapshot_size = installing.size.total  # the tree's size as a snapshot, as after a restart
         out.tree_replaced = True
         out.installed_index = meta.index
         if self.session_id is not None and self.session_id not in self.tree.sessions():

@@ -5,7 +5,8 @@ thread, it would stop heartbeats, elections and every request for that long. So 
 many calls of :meth:`Replica.advance`:
 
 1. When enough entries were applied since the last snapshot (``snapshot_entries`` of them, or ``snapshot_bytes``
-   of them, or as many bytes as the last snapshot had), the replica opens a stream over its tree
+   of them, or as many bytes as the last snapshot had: the one taken here, restored at start or installed from
+   the leader), the replica opens a stream over its tree
    (:meth:`DataTree.snapshot_chunks`). The stream is the tree as it is at that index, read lazily, while the
    loop goes on applying entries: the tree copies a children dict before changing it while a stream may still
    walk it (copy-on-write), and nodes are never changed in place.
