@@ -264,7 +264,8 @@ class Replica:
         # A snapshot from the leader being installed (see work()).
         self._installing: _SnapshotInstall | None = None
         self._snapshot_index = meta.index
-        # Bytes of entries applied since the last snapshot began, and the size of the last one taken here.
+        # Bytes of entries applied since the last snapshot began, and the size of the last one (taken here, restored
+        # at start or installed from the leader).
         self._bytes_since_snapshot = 0
         # The snapshot restored counts as the last one: a member restarted with a large tree must not take a snapshot
         # of all of it after only ``snapshot_bytes`` of entries, as if its tree were small.
