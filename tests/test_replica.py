@@ -450,3 +450,32 @@ def test_a_restarted_replica_waits_for_as_many_bytes_as_the_snapshot_it_restored
         assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
     cluster.run(0.2)
     assert restarted.stats()["snapshot_index"] > restored_index
+
+
+def test_a_replica_that_installed_the_leaders_snapshot_waits_for_as_many_bytes_as_it_held() -> None:
+    cluster = Cluster(session_timeout=5.0)
+    cluster.run(0.5)
+    leader = cluster.leader()
+    for r in cluster.replicas.values():
+        r.config.snapshot_entries, r.config.snapshot_bytes, r.config.keep_entries = 10**9, 20_000, 0
+    follower = cluster.follower()
+    cluster.cut.add(follower.id)
+    for i in range(1, 101):
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+    installed_index = leader.stats()["snapshot_index"]
+    assert installed_index > 0
+    cluster.cut.clear()
+    cluster.run(0.5)
+    assert follower.tree.get("/n0100")[0] == bytes(2000)
+    # Caught up by the leader's snapshot, then the entries since (with the 20 below, past snapshot_bytes): no
+    # snapshot of its own yet.
+    installed = sum(len(chunk) for chunk in cluster.disks[follower.id].snapshot_chunks())
+    assert installed > 80_000
+    for i in range(101, 121):  # 40,000 bytes: past snapshot_bytes, short of the snapshot's size
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+    cluster.run(0.2)
+    assert follower.stats()["snapshot_index"] == installed_index
+    for i in range(121, 121 + installed // 2000 + 5):
+        assert cluster.request(leader, CreateOp(f"/n{i:04}", bytes(2000)), i).error is None
+    cluster.run(0.2)
+    assert follower.stats()["snapshot_index"] > installed_index
